@@ -1,0 +1,1 @@
+"""k2-based lattice I/O and lattice algorithms."""

@@ -1,0 +1,75 @@
+"""The one in-memory convention for a batch of word lattices.
+
+A batch is a k2 FsaVec of word *acceptors* ``[utt][state][arc]`` plus what k2 does not carry:
+
+- ``fsas.labels``: word ids in ``symbols`` (0 = epsilon, -1 on arcs entering the final state).
+- ``fsas.am_scores``: float32 per arc, acoustic log-likelihood (natural log, higher is better).
+- ``fsas.lm_scores``: float32 per arc, LM log-probability (natural log, higher is better);
+  all zeros when the source format had none (e.g. pocketsphinx SLF).
+- ``fsas.start_times`` / ``fsas.end_times`` (optional): float32 seconds per arc.
+- ``fsas.scores``: always ``am_scores + lm_scores`` (scale 1/1, no penalty) after reading;
+  use :func:`with_scales` to get the scaled scores used for search.
+
+Scales: ``total = am_scale * am + lm_scale * lm + word_penalty * n_words`` where ``n_words``
+counts arcs whose label is a real word (label > 0; normalisation maps every non-word symbol,
+e.g. ``!NULL``, ``<s>``, ``<sil>``, to epsilon 0).
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import k2
+
+
+@dataclass
+class LatticeBatch:
+    """A batch of lattices as one k2 FsaVec, with utterance ids and the word symbol table.
+
+    Attributes:
+        fsas: k2 FsaVec ``[utt][state][arc]`` following the module docstring's convention.
+        utt_ids: one id per FSA, in order.
+        symbols: word symbol table (``words.txt``); ``symbols[0]`` is ``<eps>``.
+        headers: per utterance, format metadata worth keeping (e.g. SLF ``lmscale``,
+            ``wdpenalty``, ``acscale``; the source path under ``"path"``).
+    """
+
+    fsas: k2.Fsa
+    utt_ids: List[str]
+    symbols: k2.SymbolTable
+    headers: List[Dict[str, object]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        assert len(self.fsas.shape) == 3, "fsas must be an FsaVec"
+        assert self.fsas.shape[0] == len(self.utt_ids), (self.fsas.shape, len(self.utt_ids))
+        if not self.headers:
+            self.headers = [{} for _ in self.utt_ids]
+        assert len(self.headers) == len(self.utt_ids)
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+
+def with_scales(
+    fsas: k2.Fsa, am_scale: float = 1.0, lm_scale: float = 1.0, word_penalty: float = 0.0
+) -> k2.Fsa:
+    """Return a copy of ``fsas`` whose ``scores`` are the scaled total (input is not mutated).
+
+    Args:
+        fsas: FsaVec ``[utt][state][arc]`` with ``am_scores`` and ``lm_scores``.
+        am_scale, lm_scale, word_penalty: see the module docstring.
+
+    Returns:
+        A new FsaVec sharing structure with ``fsas``; ``scores`` has shape ``[num_arcs]``.
+    """
+    out = fsas.clone()
+    is_word = (fsas.labels > 0).to(fsas.am_scores.dtype)
+    out.scores = am_scale * fsas.am_scores + lm_scale * fsas.lm_scores + word_penalty * is_word
+    return out
+
+
+def header_scales(header: Dict[str, object]) -> Optional[Dict[str, float]]:
+    """Scales a lattice header declares (SLF ``acscale``/``lmscale``/``wdpenalty``), if any."""
+    keys = {"acscale": "am_scale", "lmscale": "lm_scale", "wdpenalty": "word_penalty"}
+    found = {v: float(header[k]) for k, v in keys.items() if k in header}  # type: ignore[arg-type]
+    if not found:
+        return None
+    return {"am_scale": 1.0, "lm_scale": 1.0, "word_penalty": 0.0, **found}

@@ -1,0 +1,1 @@
+"""Lattice rescoring with AFP language models."""

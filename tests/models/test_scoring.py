@@ -1,0 +1,69 @@
+"""The scoring API that lattice rescoring builds on."""
+import pytest
+import torch
+
+from models.config import LMConfig
+from models.lm import AFPLanguageModel
+from models.scoring import pad_sequences, score_pairs, sentence_log_probs
+
+BOS, EOS, V = 1, 2, 17
+
+
+def model_for(mode: str, k: int, device: str) -> AFPLanguageModel:
+    torch.manual_seed(3)
+    m = AFPLanguageModel(LMConfig(vocab_size=V, embed=8, hidden=10, layers=2, cell="lstm", mode=mode, iterations=k))
+    m.set_nonpredictable([0, BOS])
+    return m.double().to(device).eval()
+
+
+def random_sentences(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, V, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g).tolist() for _ in range(n)]
+
+
+@pytest.mark.parametrize("mode, k", [("afp", 1), ("afp", 3), ("exact", 3)])
+def test_sentence_score_is_sum_of_pair_scores_over_k_word_histories(mode, k, device):
+    """What K-history lattice expansion relies on: an AFP-K sentence score decomposes into
+    log P(w_t | last K tokens of <s> w_1..w_{t-1}); an exact model needs the full history."""
+    model = model_for(mode, k, device)
+    sentences = random_sentences(12)
+    hists, words, owner = [], [], []
+    for i, s in enumerate(sentences):
+        tokens = [BOS] + s
+        for t, w in enumerate(s + [EOS]):
+            h = tokens[: t + 1]
+            hists.append(h[-k:] if mode == "afp" else h)
+            words.append(w)
+            owner.append(i)
+    histories, lengths = pad_sequences(hists, pad=0)
+    pair = score_pairs(model, histories, lengths, torch.tensor(words), max_batch=7)
+    summed = torch.zeros(len(sentences), dtype=torch.float64).index_add_(0, torch.tensor(owner), pair.double().cpu())
+    expected = sentence_log_probs(model, sentences, BOS, EOS, batch_size=5)
+    torch.testing.assert_close(summed, expected, rtol=1e-9, atol=1e-9)
+    assert (expected < 0).all()
+
+
+def test_pairs_are_deduplicated_and_padding_is_irrelevant(device):
+    model = model_for("afp", 2, device)
+    histories = torch.tensor([[BOS, 5, 9], [BOS, 5, 0], [BOS, 5, 7], [BOS, 5, 4]])
+    lengths = torch.tensor([2, 2, 3, 2])
+    words = torch.tensor([6, 6, 6, 8])
+    out = score_pairs(model, histories, lengths, words)
+    assert out[0] == out[1]  # same history [<s>, 5], different padding
+    assert out[2] != out[0]
+    full = model(torch.tensor([[BOS, 5]], device=device))[0, -1]
+    torch.testing.assert_close(out[3], full[8])
+
+
+def test_nonpredictable_word_gets_minus_infinity(device):
+    model = model_for("afp", 2, device)
+    out = score_pairs(model, torch.tensor([[BOS]]), torch.tensor([1]), torch.tensor([BOS]))
+    assert out.item() == float("-inf")
+
+
+def test_bad_shapes_and_empty_history_are_errors():
+    model = model_for("afp", 2, "cpu")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        score_pairs(model, torch.zeros(2, 3, dtype=torch.long), torch.ones(3, dtype=torch.long), torch.ones(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least one token"):
+        score_pairs(model, torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.long))
