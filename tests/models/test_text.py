@@ -43,3 +43,15 @@ def test_make_batches_is_deterministic_and_covers_everything():
     b = make_batches(sents, 4, 1, 2, shuffle=True, seed=7)
     assert all(torch.equal(x.inputs, y.inputs) for x, y in zip(a, b))
     assert sum(x.num_tokens for x in a) == sum(len(s) + 1 for s in sents)
+
+
+def test_lhotse_cutset_manifest_uses_supervision_texts(tmp_path):
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+
+    cuts = CutSet.from_cuts(
+        MonoCut(id=f"c{i}", start=0, duration=1, channel=0,
+                supervisions=[SupervisionSegment(id=f"s{i}", recording_id=f"r{i}", start=0, duration=1, text=f"HELLO WORLD {i}")])
+        for i in range(3))
+    path = str(tmp_path / "cuts.jsonl.gz")
+    cuts.to_file(path)
+    assert read_sentences(path) == [["HELLO", "WORLD", str(i)] for i in range(3)]

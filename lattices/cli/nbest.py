@@ -1,0 +1,51 @@
+"""``afp-lattice nbest``: exact n-best lists of distinct word sequences."""
+import json
+import sys
+from typing import Optional, Tuple
+
+import click
+
+from lattices.cli.common import finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
+from lattices.nbest import nbest as nbest_lists
+from models.atomic import atomic_open
+
+
+@click.command()
+@click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Hypotheses per utterance.")
+@scale_options
+@lattice_inputs
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help='JSON lines {"utt","rank","words","total","am","lm"} (default: stdout).')
+@click.option("--text", type=click.Path(dir_okay=False), default=None,
+              help="Also write the best hypothesis per utterance as Kaldi text (utt-id words).")
+@wrap_errors
+def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
+          word_penalty: Optional[float], lattices: Tuple[str, ...], fmt: str, words: Optional[str],
+          out: Optional[str], text: Optional[str]) -> None:
+    """The N best distinct word sequences per utterance (Viterbi: a sequence scores as its best path).
+
+    total = am_scale*am + lm_scale*lm + word_penalty*words; am and lm are the unscaled
+    scores of that best path. Ranks start at 1.
+    """
+    batch, problems = load(lattices, fmt, words)
+    scales = resolve_scales(batch, am_scale, lm_scale, word_penalty)
+    lists = nbest_lists(batch.fsas, n, scales=scales)
+    sym = batch.symbols
+    lines, text_lines = [], []
+    for utt, hyps in zip(batch.utt_ids, lists):
+        for rank, h in enumerate(hyps, 1):
+            ws = " ".join(sym.get(w) for w in h.words)
+            lines.append(json.dumps({"utt": utt, "rank": rank, "words": ws, "total": round(h.total, 4),
+                                     "am": round(h.am, 4), "lm": round(h.lm, 4)}))
+            if rank == 1:
+                text_lines.append(f"{utt} {ws}".rstrip())
+    body = "".join(line + "\n" for line in lines)
+    if out:
+        with atomic_open(out, "w") as f:
+            f.write(body)
+    else:
+        sys.stdout.write(body)
+    if text:
+        with atomic_open(text, "w") as f:
+            f.write("".join(line + "\n" for line in text_lines))
+    finish(problems)

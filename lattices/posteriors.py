@@ -1,0 +1,137 @@
+"""Arc posteriors (forward-backward) and posterior / beam pruning of lattice batches.
+
+All functions work on the ``scores`` of their input FsaVec; for scaled scores pass
+``lattices.lattice_batch.with_scales(fsas, am_scale, lm_scale, word_penalty)``.
+Inputs must be connected and top-sorted (see :mod:`lattices.validate`) and are never mutated.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import k2
+import torch
+
+import _k2  # k2's extension module (ships with k2); used for its masked arc selection
+
+from lattices.validate import arc_arrays
+
+
+def arc_log_posteriors(fsas: k2.Fsa) -> torch.Tensor:
+    """Log posterior probability of every arc (log semiring, double precision).
+
+    Args:
+        fsas: connected, top-sorted FsaVec ``[utt][state][arc]``.
+
+    Returns:
+        ``[num_arcs]`` float64 tensor; ``log P(arc | lattice)`` (natural log, <= 0 up to rounding).
+        The posteriors of the arcs leaving the start state of each lattice sum to 1.
+    """
+    _check(fsas)
+    return fsas.get_arc_post(use_double_scores=True, log_semiring=True).clone()
+
+
+def arc_viterbi_scores(fsas: k2.Fsa) -> torch.Tensor:
+    """Score of the best complete path through every arc, minus that lattice's best path score.
+
+    Returns:
+        ``[num_arcs]`` float64 tensor, ``<= 0``; 0 on (every) best path.
+    """
+    _check(fsas)
+    fwd = fsas.get_forward_scores(use_double_scores=True, log_semiring=False)
+    bwd = fsas.get_backward_scores(use_double_scores=True, log_semiring=False)
+    tot = fsas.get_tot_scores(use_double_scores=True, log_semiring=False)
+    arrays = arc_arrays(fsas)
+    src = torch.from_numpy(arrays.src)
+    dst = torch.from_numpy(arrays.dst)
+    fsa_of_arc = torch.from_numpy(arrays.fsa_of_arc)
+    return fwd[src] + fsas.scores.double() + bwd[dst] - tot[fsa_of_arc]
+
+
+@dataclass
+class PruneReport:
+    """What pruning removed, per utterance (lists are ``[utt]``)."""
+
+    arcs_before: List[int]
+    arcs_after: List[int]
+    states_before: List[int]
+    states_after: List[int]
+
+    @property
+    def arcs_removed(self) -> List[int]:
+        return [b - a for b, a in zip(self.arcs_before, self.arcs_after)]
+
+    @property
+    def states_removed(self) -> List[int]:
+        return [b - a for b, a in zip(self.states_before, self.states_after)]
+
+
+def prune(
+    fsas: k2.Fsa, threshold: Optional[float] = None, beam: Optional[float] = None
+) -> Tuple[k2.Fsa, PruneReport]:
+    """Remove unlikely arcs, keeping the result connected.
+
+    An arc is removed if it fails *any* given criterion:
+
+    - ``threshold``: its posterior probability (forward-backward over ``scores``) is below
+      ``threshold`` (``0 <= threshold <= 1``);
+    - ``beam``: the best complete path through it scores more than ``beam`` below the best path.
+
+    Arcs on a best (Viterbi) path are always kept, so no lattice becomes empty. Afterwards states
+    and arcs that are no longer on a complete path are removed (``k2.connect``).
+
+    Args:
+        fsas: connected, top-sorted FsaVec ``[utt][state][arc]`` (not mutated).
+        threshold: posterior threshold, or None.
+        beam: log-score beam (>= 0), or None.
+
+    Returns:
+        ``(pruned, report)``: a new connected FsaVec ``[utt][state][arc]`` keeping every per-arc
+        attribute, and a :class:`PruneReport`.
+
+    Raises:
+        ValueError: for an out-of-range ``threshold`` or negative ``beam``.
+    """
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"posterior threshold must be in [0, 1], got {threshold}")
+    if beam is not None and beam < 0:
+        raise ValueError(f"beam must be >= 0, got {beam}")
+    _check(fsas)
+    viterbi = arc_viterbi_scores(fsas)
+    # Best-path arcs: within a tiny relative tolerance of the best score (rounding).
+    tot = fsas.get_tot_scores(use_double_scores=True, log_semiring=False)
+    tol = 1e-6 * (1.0 + tot.abs().max().item()) if tot.numel() else 0.0
+    keep = viterbi >= -tol
+    ok = torch.ones_like(keep)
+    if threshold is not None:
+        ok &= arc_log_posteriors(fsas) >= torch.log(torch.tensor(threshold, dtype=torch.float64)) - 1e-12
+    if beam is not None:
+        ok &= viterbi >= -beam
+    keep |= ok
+    mask = torch.where(keep, 0.0, float("-inf")).to(torch.float64)
+    ragged, arc_map = _k2.prune_on_arc_post_double(fsas.arcs, mask, 0.5, True)
+    kept = k2.utils.fsa_from_unary_function_tensor(fsas, ragged, arc_map)
+    out = k2.connect(kept)
+    if out is fsas:
+        out = fsas.clone()
+    report = PruneReport(
+        arcs_before=_per_fsa(fsas, 2),
+        arcs_after=_per_fsa(out, 2),
+        states_before=_per_fsa(fsas, 1),
+        states_after=_per_fsa(out, 1),
+    )
+    return out, report
+
+
+def _per_fsa(fsas: k2.Fsa, axis: int) -> List[int]:
+    splits1 = fsas.arcs.row_splits(1).long()
+    if axis == 1:
+        return (splits1[1:] - splits1[:-1]).tolist()
+    splits2 = fsas.arcs.row_splits(2).long()
+    ends = splits2[splits1]
+    return (ends[1:] - ends[:-1]).tolist()
+
+
+def _check(fsas: k2.Fsa) -> None:
+    if len(fsas.shape) != 3:
+        raise ValueError("expected an FsaVec [utt][state][arc]")
+    if fsas.shape[0] and not (fsas.properties & k2.fsa_properties.TOPSORTED):
+        raise ValueError("lattices must be top-sorted; run lattices.validate.validate_lattices first")

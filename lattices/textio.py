@@ -1,0 +1,59 @@
+"""Small text-file helpers shared by the lattice readers: plain or gzip, detected from content."""
+import gzip
+from typing import Union
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bytes(path: str) -> bytes:
+    """Read a file, transparently un-gzipping it when its content starts with the gzip magic.
+
+    Raises:
+        ValueError: the file cannot be read or is a corrupt gzip file (message names ``path``).
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:2] == GZIP_MAGIC:
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read: {e}") from e
+    return data
+
+
+def read_text(path: str) -> str:
+    """Read a (possibly gzipped) UTF-8 text file; ``ValueError`` naming ``path`` if it is not text."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+
+
+def looks_binary(data: Union[bytes, str]) -> bool:
+    """True if ``data`` (already un-gzipped) looks like a binary file (NUL bytes in its start)."""
+    head = data[:4096]
+    return (b"\x00" in head) if isinstance(head, bytes) else ("\x00" in head)
+
+
+def format_floats(values) -> list:
+    """Shortest-ish decimal text for each float32 value that reads back as the same float32.
+
+    ``%.7g`` when it round-trips, else ``%.9g`` (always exact for float32); ``-0`` is written ``0``.
+
+    Args:
+        values: 1-D float tensor or array ``[n]``.
+
+    Returns:
+        ``n`` strings.
+    """
+    import numpy as np
+
+    arr = np.asarray(values, dtype=np.float32) + np.float32(0.0)
+    short = ["%.7g" % v for v in arr.tolist()]
+    if not short:
+        return short
+    back = np.asarray([float(s) for s in short], dtype=np.float64).astype(np.float32)
+    for i in np.nonzero(back != arr)[0].tolist():
+        short[i] = "%.9g" % float(arr[i])
+    return short

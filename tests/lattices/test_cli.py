@@ -1,0 +1,237 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from lattices.cli import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _fixture_dir() -> str:
+    for d in (os.path.join(ROOT, "tests", "data", "lattices"), "/work/shared/data/lattices"):
+        if os.path.isdir(os.path.join(d, "ami-ihm")):
+            return d
+    pytest.skip("lattice fixtures not found")
+
+
+AMI = "ami-ihm/AMI_ES2011a_H00_FEE041_0003427_0003714.lat.gz"
+AMI_UTT = "AMI_ES2011a_H00_FEE041_0003427_0003714"
+
+# u1: "hello world" (best), "hi world", "hello" ... ; lmscale in header.
+SLF_GOOD = """VERSION=1.0
+UTTERANCE=u1
+lmscale=2.0 wdpenalty=-0.5
+start=0 end=4
+N=5 L=6
+I=0 t=0.00
+I=1 t=0.40
+I=2 t=0.40
+I=3 t=0.90
+I=4 t=1.00
+J=0 S=0 E=1 W=hello a=-1.0 l=-0.5
+J=1 S=0 E=2 W=hi a=-1.5 l=-0.5
+J=2 S=1 E=3 W=world a=-1.0 l=-1.0
+J=3 S=2 E=3 W=world a=-1.0 l=-1.0
+J=4 S=3 E=4 W=!NULL a=0.0 l=0.0
+J=5 S=1 E=4 W=there a=-4.0 l=-2.0
+"""
+
+SLF_CYCLE = """VERSION=1.0
+start=0 end=3
+N=4 L=4
+I=0 t=0.0
+I=1 t=0.5
+I=2 t=0.6
+I=3 t=1.0
+J=0 S=0 E=1 W=a a=-1.0
+J=1 S=1 E=2 W=b a=-1.0
+J=2 S=2 E=1 W=c a=-1.0
+J=3 S=2 E=3 W=d a=-1.0
+"""
+
+
+@pytest.fixture
+def slf_files(tmp_path):
+    good = tmp_path / "u1.slf"
+    good.write_text(SLF_GOOD)
+    loop = tmp_path / "loop.slf"
+    loop.write_text(SLF_CYCLE)
+    garbage = tmp_path / "garbage.slf"
+    garbage.write_text("this is not a lattice\n")
+    return str(good), str(loop), str(garbage)
+
+
+def _run(args, **kw):
+    result = CliRunner(mix_stderr=False).invoke(cli, args, catch_exceptions=False, **kw)
+    return result
+
+
+def test_nbest_on_ami_matches_its_reference_nbest_list():
+    d = _fixture_dir()
+    r = _run(["nbest", "-n", "5", os.path.join(d, AMI)])
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["rank"] for x in rows] == [1, 2, 3, 4, 5]
+    assert all(x["utt"] == AMI_UTT for x in rows)
+    # The 100-best list that came with the lattice: "utt-k am lm ... | words", sorted by am+lm.
+    ref = []
+    with open(os.path.join(d, "ami-ihm", AMI_UTT + ".nbest")) as f:
+        for line in f:
+            head, words = line.split("|")
+            fields = head.split()
+            ref.append((" ".join(words.split()), float(fields[1]), float(fields[2])))
+    ref.sort(key=lambda t: -(t[1] + t[2]))
+    for got, (words, am, lm) in zip(rows, ref):
+        assert got["words"] == words
+        assert got["am"] == pytest.approx(am, abs=1e-2)
+        assert got["lm"] == pytest.approx(lm, abs=1e-2)
+        assert got["total"] == pytest.approx(am + lm, abs=2e-2)
+    totals = [x["total"] for x in rows]
+    assert totals == sorted(totals, reverse=True)
+
+
+def test_nbest_scales_from_header_text_output_and_options(slf_files, tmp_path):
+    good, _, _ = slf_files
+    out, text = str(tmp_path / "nb.jsonl"), str(tmp_path / "text")
+    r = _run(["nbest", "-n", "10", good, "--out", out, "--text", text])
+    assert r.exit_code == 0, r.stderr
+    assert "lm_scale=2 word_penalty=-0.5" in r.stderr and "from header" in r.stderr
+    rows = [json.loads(line) for line in open(out)]
+    assert [x["words"] for x in rows] == ["hello world", "hi world", "hello there"]
+    # hello world: am -2, lm -1.5 -> -2 + 2*-1.5 - 0.5*2 = -6
+    assert rows[0]["total"] == pytest.approx(-6.0)
+    assert (rows[0]["am"], rows[0]["lm"]) == (pytest.approx(-2.0), pytest.approx(-1.5))
+    assert open(text).read() == "u1 hello world\n"
+    r = _run(["nbest", "--lm-scale", "0", "--word-penalty", "0", good])
+    assert r.exit_code == 0
+    row = json.loads(r.stdout.splitlines()[0])
+    assert row["total"] == pytest.approx(-2.0)
+    assert "lm_scale=0 word_penalty=0" in r.stderr
+
+
+def test_batch_failures_named_rest_processed_exit_1(slf_files):
+    good, loop, garbage = slf_files
+    r = _run(["nbest", garbage, good, loop])
+    assert r.exit_code == 1
+    assert json.loads(r.stdout.splitlines()[0])["words"] == "hello world"
+    assert len(r.stdout.splitlines()) == 1
+    assert garbage in r.stderr
+    assert "loop" in r.stderr and "cycle" in r.stderr
+    r = _run(["info", good, garbage])
+    assert r.exit_code == 1 and "u1" in r.stdout and garbage in r.stderr
+
+
+def test_info(slf_files):
+    good, _, _ = slf_files
+    r = _run(["info", "--json", good])
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["utt"] == "u1"
+    assert row["words"] == 4 and row["min_words"] == 2 and row["max_words"] == 2
+    assert row["am"] and row["lm"] and row["times"]
+    r = _run(["info", good])
+    assert r.stdout.splitlines()[0].split("\t")[:3] == ["utt", "states", "arcs"]
+
+
+def test_oracle(slf_files, tmp_path):
+    good, _, _ = slf_files
+    ref = tmp_path / "ref.txt"
+    ref.write_text("u1 HI THERE WORLD\nother x\n")
+    out = str(tmp_path / "oracle.jsonl")
+    r = _run(["oracle", "--ref", str(ref), good, "--out", out])
+    assert r.exit_code == 0, r.stderr
+    assert "oracle WER 33.33% (1 errors / 3 words, 1 utterances)" in r.stdout
+    assert json.loads(open(out).read())["oracle"] in ("hi world", "hello world")
+    r = _run(["oracle", "--ref", str(ref), "--keep-case", good])
+    assert "oracle WER 100.00%" in r.stdout
+    ref.write_text("nobody x\n")
+    r = _run(["oracle", "--ref", str(ref), good])
+    assert r.exit_code == 1 and "no reference" in r.stderr
+
+
+def test_convert_round_trip(slf_files, tmp_path):
+    good, _, _ = slf_files
+    k2_out = str(tmp_path / "lats.pt")
+    r = _run(["convert", "--to", "k2", good, "--out", k2_out])
+    assert r.exit_code == 0, r.stderr
+    a = _run(["nbest", "-n", "3", "--lm-scale", "1", "--word-penalty", "0", good]).stdout
+    b = _run(["nbest", "-n", "3", "--lm-scale", "1", "--word-penalty", "0", k2_out]).stdout
+    assert a == b and a
+    slf_dir = str(tmp_path / "slf")
+    r = _run(["convert", "--to", "slf", k2_out, "--out", slf_dir])
+    assert r.exit_code == 0, r.stderr
+    c = _run(["nbest", "-n", "3", "--lm-scale", "1", "--word-penalty", "0", slf_dir]).stdout
+    assert c == a
+
+
+def test_draw(slf_files, tmp_path):
+    good, _, _ = slf_files
+    dot = str(tmp_path / "u1.dot")
+    r = _run(["draw", "u1", good, "-o", dot])
+    assert r.exit_code == 0, r.stderr
+    src = open(dot).read()
+    assert "digraph" in src and "hello" in src and "red" in src
+    r = _run(["draw", "nope", good, "-o", dot])
+    assert r.exit_code != 0 and "nope" in r.stderr
+    r = _run(["draw", "u1", good, "-o", str(tmp_path / "x.jpg2")])
+    assert r.exit_code != 0
+    if shutil.which("dot"):
+        svg = str(tmp_path / "u1.svg")
+        r = _run(["draw", "u1", good, "-o", svg, "--beam", "3"])
+        assert r.exit_code == 0, r.stderr
+        assert "<svg" in open(svg).read()
+
+
+def test_shim_runs():
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "afp-lattice"), "--help"], capture_output=True, text=True
+    )
+    assert r.returncode == 0
+    for cmd in ("info", "convert", "nbest", "oracle", "draw"):
+        assert cmd in r.stdout
+
+
+def test_draw_without_dot_binary_fails_clearly(slf_files, tmp_path, monkeypatch):
+    import lattices.draw
+
+    good, _, _ = slf_files
+    monkeypatch.setattr(lattices.draw.shutil, "which", lambda name: None)
+    r = _run(["draw", "u1", good, "-o", str(tmp_path / "u1.svg")])
+    assert r.exit_code == 1
+    assert "apt-get install graphviz" in r.stderr
+    assert not os.path.exists(tmp_path / "u1.svg")
+
+
+def test_pocketsphinx_fixture_nbest_oracle_draw(tmp_path):
+    d = _fixture_dir()
+    lats = os.path.join(d, "pocketsphinx")
+    if not os.path.isdir(lats):
+        pytest.skip("pocketsphinx fixtures not found")
+    r = _run(["nbest", "-n", "20", lats])
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    utts = sorted({x["utt"] for x in rows})
+    assert len(utts) == 2
+    for u in utts:
+        mine = [x for x in rows if x["utt"] == u]
+        assert [x["rank"] for x in mine] == list(range(1, 21))
+        assert len({x["words"] for x in mine}) == 20
+        totals = [x["total"] for x in mine]
+        assert totals == sorted(totals, reverse=True)
+    # Oracle against the 1-best itself is 0 errors; against an empty reference, all insertions.
+    ref = tmp_path / "ref.txt"
+    ref.write_text("".join(f"{x['utt']} {x['words']}\n" for x in rows if x["rank"] == 1))
+    r = _run(["oracle", "--ref", str(ref), lats])
+    assert r.exit_code == 0, r.stderr
+    assert "oracle WER 0.00% (0 errors" in r.stdout
+    r = _run(["info", "--json", lats])
+    for row in map(json.loads, r.stdout.splitlines()):
+        assert row["am"] and not row["lm"] and row["times"] and row["arcs"] > 1000
+    if shutil.which("dot"):
+        r = _run(["draw", utts[0], lats, "-o", str(tmp_path / "p.svg"), "--beam", "10"])
+        assert r.exit_code == 0, r.stderr
