@@ -1,0 +1,60 @@
+"""Score every arc of an expanded lattice batch with an AFP LM in one batched pass."""
+from typing import Tuple
+
+import k2
+import numpy as np
+import torch
+
+from models.lm import AFPLanguageModel
+from models.scoring import score_pairs
+from models.vocab import Vocabulary
+
+from .expand import PAD, Expansion
+
+
+def lm_ids_for_symbols(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
+    """``[max symbol id + 1]`` int64: the LM id of each lattice word (``<unk>`` if the LM lacks it).
+
+    Id 0 (epsilon) maps to 0; it is never scored.
+    """
+    table = torch.zeros(max(symbols.ids) + 1, dtype=torch.long)
+    for sym_id in symbols.ids:
+        if sym_id > 0:
+            table[sym_id] = vocab.word2id.get(symbols.get(sym_id), vocab.unk_id)
+    return table
+
+
+def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded rows ``[N, K]`` (pad ``-1``) -> ``(right-padded rows [N, K] (pad 0), lengths [N])``."""
+    n, k = histories.shape
+    lengths = (histories != PAD).sum(1)
+    cols = (torch.arange(k)[None, :] + (k - lengths)[:, None]).clamp(max=k - 1)
+    aligned = histories.gather(1, cols)
+    return aligned.masked_fill(torch.arange(k)[None, :] >= lengths[:, None], 0), lengths
+
+
+def afp_arc_scores(
+    expansion: Expansion, model: AFPLanguageModel, vocab: Vocabulary, lm_ids: torch.Tensor, max_batch: int = 4096
+) -> Tuple[torch.Tensor, int]:
+    """``log P(word | K-token history)`` for every arc of an expansion whose histories use LM ids.
+
+    Word arcs score their word, final arcs (label -1) score ``</s>``, epsilon arcs get 0.
+
+    Args:
+        expansion: from :func:`rescore.expand.expand_histories` with ``history_labels`` in LM ids
+            and ``bos = vocab.bos_id``.
+        lm_ids: ``[num symbols]`` lattice symbol id -> LM id (:func:`lm_ids_for_symbols`).
+        max_batch: distinct histories per chunk of the LM computation.
+
+    Returns:
+        ``(scores [num_arcs] float32 on the CPU, number of distinct histories scored)``.
+    """
+    labels = expansion.fsas.labels.long().cpu()
+    scored = labels != 0
+    words = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.full_like(labels, vocab.eos_id))[scored]
+    hist, lengths = right_align(expansion.histories[scored])
+    out = torch.zeros(labels.shape[0], dtype=torch.float32)
+    if words.numel():
+        out[scored] = score_pairs(model, hist, lengths, words, max_batch=max_batch).float().cpu()
+    distinct = int(np.unique(expansion.histories[scored].numpy(), axis=0).shape[0]) if words.numel() else 0
+    return out, distinct
