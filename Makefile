@@ -37,13 +37,14 @@ BATCH_SIZE ?= 32
 MAX_VOCAB ?= 10000
 TRAIN_FLAGS ?=
 
-.PHONY: help install test demo train-lm clean distclean
+.PHONY: help install test demo train-lm rescore clean distclean
 
 help:
 	@echo "make install   build $(VENV) (CPython 3.9 + torch 1.13.1 + k2 1.23.4) and install afp-rescore"
 	@echo "make test      install, then run the test suite"
-	@echo "make demo      install, train a small AFP LM on bundled text and report its perplexity"
+	@echo "make demo      install, train a small AFP LM on bundled text, rescore bundled real lattices, print WER"
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
+	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
 	@echo "make bench-lm | bench-lattices   benchmarks (bench/RESULTS.md)"
 
@@ -73,10 +74,25 @@ test: install
 $(DEMO_DIR)/lm/model.pt: $(DEMO_DATA)/train.txt $(DEMO_DATA)/valid.txt $(DEMO_DATA)/test.txt | $(VENV)/.installed
 	$(BIN)/afp-train-lm --train $(DEMO_DATA)/train.txt --valid $(DEMO_DATA)/valid.txt \
 	  --test $(DEMO_DATA)/test.txt --out $(@D) --cell lstm --layers 1 --embed 128 --hidden 128 \
-	  --iterations 4 --mode afp --epochs 3 --batch-size 32 --lr 3e-3 --max-vocab 5000 --device $(DEVICE) --seed 1
+	  --iterations 4 --mode afp --epochs 2 --batch-size 32 --lr 3e-3 --max-vocab 6000 --device $(DEVICE) --seed 1 --no-progress
 
-demo: $(DEMO_DIR)/lm/model.pt
-	$(BIN)/afp-lm-ppl --lm $< --text $(DEMO_DATA)/test.txt --device $(DEVICE)
+# The demo: the AFP LM above rescores 8 bundled real pocketsphinx lattices (LibriSpeech test-other).
+DEMO_RESCORE_FLAGS ?= --am-scale 1 --lm-scale 10 --word-penalty 0 --lm-scales 2,5,10,15,20,30 --nbest 5
+
+$(DEMO_DIR)/lm/ppl.json: $(DEMO_DIR)/lm/model.pt
+	$(BIN)/afp-lm-ppl --lm $< --text $(DEMO_DATA)/test.txt --device $(DEVICE) > $@
+
+$(DEMO_DIR)/%/metrics.json: $(DEMO_DIR)/lm/model.pt $(wildcard $(DEMO_DATA)/lattices/*) $(DEMO_DATA)/ref.txt
+	$(BIN)/afp-rescore --lm $< --out $(@D) --ref $(DEMO_DATA)/ref.txt --device $(DEVICE) --force \
+	  $(DEMO_RESCORE_FLAGS) $(if $(filter before,$*),--interpolate 0) $(DEMO_DATA)/lattices
+
+demo: $(DEMO_DIR)/lm/ppl.json $(DEMO_DIR)/before/metrics.json $(DEMO_DIR)/after/metrics.json
+	@$(PY) -c 'import json,sys; p=json.load(open(sys.argv[1])); print(f"AFP LM ({sys.argv[1]}): test perplexity {p[\"ppl\"]:.1f} on {p[\"tokens\"]} tokens")' $<
+	@echo "WER on $(words $(wildcard $(DEMO_DATA)/lattices/*)) LibriSpeech test-other lattices (pocketsphinx, no LM scores in the lattices):"
+	@head -1 $(DEMO_DIR)/before/wer.txt | sed 's/^/  lattice 1-best, acoustic only:  /'
+	@head -1 $(DEMO_DIR)/after/wer.txt | sed 's/^/  after AFP LM rescoring:        /'
+	@echo "  WER by LM scale (after): $$(tr '\n' ' ' < $(DEMO_DIR)/after/wer-summary.txt)"
+	@echo "  outputs: $(DEMO_DIR)/after/{text,nbest.jsonl,metrics.json,wer.txt}"
 
 $(LM_DIR)/model.pt: $(TRAIN) $(VALID) | $(VENV)/.installed
 	$(BIN)/afp-train-lm $(addprefix --train ,$(TRAIN)) --valid $(VALID) $(if $(TEST),--test $(TEST)) \
@@ -91,6 +107,32 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info
+
+# --- batch rescoring ---------------------------------------------------------------------------
+# make rescore LATS=dir-or-files LM=exp/lm/model.pt OUT=exp/rescore JOBS=4 [REF=text] [SUBMIT='srun --gres=gpu:1']
+# Shard I of JOBS is the file target OUT/shards/I/metrics.json (written last by afp-rescore, so a
+# rerun after a failure redoes only unfinished shards); the merge is OUT/metrics.json.
+LATS ?= $(DEMO_DATA)/lattices
+LM ?= $(DEMO_DIR)/lm/model.pt
+OUT ?= exp/rescore
+JOBS ?= 1
+REF ?=
+SUBMIT ?=
+RESCORE_FLAGS ?=
+SHARD_DIRS = $(foreach i,$(shell seq 0 $$(($(JOBS) - 1))),$(OUT)/shards/$(i))
+
+# A shard that finished with some failed utterances still counts as done (they are listed in
+# its failures.txt); `make rescore` then exits non-zero after merging.
+$(OUT)/shards/%/metrics.json: $(LM) | $(VENV)/.installed
+	$(SUBMIT) $(BIN)/afp-rescore --lm $(LM) --out $(@D) --shard $*/$(JOBS) $(if $(REF),--ref $(REF)) \
+	  $(RESCORE_FLAGS) $(LATS) || test -f $@
+
+$(OUT)/metrics.json: $(addsuffix /metrics.json,$(SHARD_DIRS))
+	$(BIN)/afp-rescore-merge --out $(OUT) $(if $(REF),--ref $(REF)) $(SHARD_DIRS)
+
+rescore:
+	$(MAKE) -j$(JOBS) $(OUT)/metrics.json
+	@if [ -s $(OUT)/failures.txt ]; then echo "failed (see $(OUT)/failures.txt):" >&2; cut -f1 $(OUT)/failures.txt >&2; exit 1; fi
 
 # --- benchmarks --------------------------------------------------------------------------------
 # PTB language-model benchmark (issue 2): same-size AFP-K vs BPTT. Run names: bptt, afpK.

@@ -15,7 +15,7 @@ counts arcs whose label is a real word (label > 0; normalisation maps every non-
 e.g. ``!NULL``, ``<s>``, ``<sil>``, to epsilon 0).
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import k2
 
@@ -73,3 +73,32 @@ def header_scales(header: Dict[str, object]) -> Optional[Dict[str, float]]:
     if not found:
         return None
     return {"am_scale": 1.0, "lm_scale": 1.0, "word_penalty": 0.0, **found}
+
+
+def resolve_scales(
+    headers: List[Dict[str, object]], am_scale: Optional[float], lm_scale: Optional[float], word_penalty: Optional[float]
+) -> Tuple[List[Tuple[float, float, float]], List[str]]:
+    """Per utterance ``(am_scale, lm_scale, word_penalty)``: a given value wins, then the lattice
+    header (SLF ``acscale``/``lmscale``/``wdpenalty``), then 1/1/0.
+
+    Returns:
+        ``(scales [utt], origins [utt])``, each origin like ``"am from option, lm from header, wp from default"``.
+    """
+    names = {"am_scale": "acscale", "lm_scale": "lmscale", "word_penalty": "wdpenalty"}
+    scales, origins = [], []
+    for header in headers:
+        declared = header_scales(header) or {}
+        values, origin = [], []
+        for given, key, default in ((am_scale, "am_scale", 1.0), (lm_scale, "lm_scale", 1.0), (word_penalty, "word_penalty", 0.0)):
+            if given is not None:
+                values.append(float(given))
+                origin.append("option")
+            elif names[key] in header:
+                values.append(float(declared[key]))
+                origin.append("header")
+            else:
+                values.append(default)
+                origin.append("default")
+        scales.append((values[0], values[1], values[2]))
+        origins.append(", ".join(f"{k} from {o}" for k, o in zip(("am", "lm", "wp"), origin)))
+    return scales, origins

@@ -142,6 +142,7 @@ def read_lattices(
     lattices: List[ArcList] = []
     kaldi_tables: dict = {}
     for path in files:
+        n_before = len(lattices)
         try:
             data = read_bytes(path)
             f = detect_format(path, data) if fmt == "auto" else fmt
@@ -169,6 +170,8 @@ def read_lattices(
                     fails.extend(kfails)
         except ValueError as e:
             fails.append(Failure(path, str(e)))
+        for lat in lattices[n_before:]:
+            lat.header["format"] = f  # kept in LatticeBatch.headers (e.g. to write results back in kind)
     seen = set()
     unique = []
     for lat in lattices:

@@ -76,23 +76,45 @@ def score_pairs(
         raise ValueError(f"shape mismatch: histories {tuple(histories.shape)}, lengths {tuple(lengths.shape)}, words {tuple(words.shape)}")
     if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > histories.shape[1]):
         raise ValueError(f"history lengths must be in 1..{histories.shape[1]} (every history needs at least one token, normally <s>)")
+    # Canonical form so equal histories compare equal whatever their padding.
+    positions = torch.arange(histories.shape[1])
+    canon = histories.masked_fill(positions[None, :] >= lengths[:, None], -1)
+    uniq, inverse = torch.unique(torch.cat([lengths[:, None], canon], dim=1), dim=0, return_inverse=True)
+    return score_unique_histories(model, uniq[:, 1:].clamp(min=0), uniq[:, 0], inverse, words, mode, iterations, max_batch)
+
+
+@torch.no_grad()
+def score_unique_histories(
+    model: AFPLanguageModel,
+    histories: Tensor,
+    lengths: Tensor,
+    inverse: Tensor,
+    words: Tensor,
+    mode: Optional[str] = None,
+    iterations: Optional[int] = None,
+    max_batch: int = 4096,
+) -> Tensor:
+    """Like :func:`score_pairs` for callers that already deduplicated the histories.
+
+    Args:
+        histories: ``[U, T]`` int64 right-padded distinct histories; lengths: ``[U]`` (>= 1).
+        inverse: ``[N]`` int64, the history (row of ``histories``) of each pair.
+        words: ``[N]`` int64 next-word ids.
+
+    Returns:
+        ``[N]`` log-probabilities in the model's dtype, on its device.
+    """
     was_training = model.training
     model.eval()
     device = model.output.weight.device
     try:
-        # Canonical form so equal histories compare equal whatever their padding.
-        positions = torch.arange(histories.shape[1])
-        canon = histories.masked_fill(positions[None, :] >= lengths[:, None], -1)
-        keys = torch.cat([lengths[:, None], canon], dim=1)
-        uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
-        uniq_len, uniq_hist = uniq[:, 0], uniq[:, 1:].clamp(min=0)
         dtype = model.output.weight.dtype
-        log_norm = torch.empty(uniq.shape[0], device=device, dtype=dtype)
-        states = torch.empty(uniq.shape[0], model.config.hidden, device=device, dtype=dtype)
-        for start in range(0, uniq.shape[0], max_batch):
+        log_norm = torch.empty(histories.shape[0], device=device, dtype=dtype)
+        states = torch.empty(histories.shape[0], model.config.hidden, device=device, dtype=dtype)
+        for start in range(0, histories.shape[0], max_batch):
             sl = slice(start, start + max_batch)
-            width = int(uniq_len[sl].max())  # shorter chunks run fewer positions
-            s = history_states(model, uniq_hist[sl, :width], uniq_len[sl], mode, iterations)
+            width = int(lengths[sl].max())  # shorter chunks run fewer positions
+            s = history_states(model, histories[sl, :width], lengths[sl], mode, iterations)
             states[sl] = s
             log_norm[sl] = torch.logsumexp(model.logits(s), dim=-1)
         words = words.to(device)

@@ -2,14 +2,13 @@
 from typing import Tuple
 
 import k2
-import numpy as np
 import torch
 
 from models.lm import AFPLanguageModel
-from models.scoring import score_pairs
+from models.scoring import score_unique_histories
 from models.vocab import Vocabulary
 
-from .expand import PAD, Expansion
+from .expand import PAD, Expansion, unique_rows
 
 
 def lm_ids_for_symbols(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
@@ -52,9 +51,10 @@ def afp_arc_scores(
     labels = expansion.fsas.labels.long().cpu()
     scored = labels != 0
     words = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.full_like(labels, vocab.eos_id))[scored]
-    hist, lengths = right_align(expansion.histories[scored])
     out = torch.zeros(labels.shape[0], dtype=torch.float32)
-    if words.numel():
-        out[scored] = score_pairs(model, hist, lengths, words, max_batch=max_batch).float().cpu()
-    distinct = int(np.unique(expansion.histories[scored].numpy(), axis=0).shape[0]) if words.numel() else 0
-    return out, distinct
+    if not words.numel():
+        return out, 0
+    uniq, inverse = unique_rows(expansion.histories[scored].numpy())
+    hist, lengths = right_align(torch.from_numpy(uniq))
+    out[scored] = score_unique_histories(model, hist, lengths, torch.from_numpy(inverse), words, max_batch=max_batch).float().cpu()
+    return out, int(uniq.shape[0])

@@ -45,6 +45,32 @@ class Expansion:
     too_large: Dict[int, int]
 
 
+_MIX = np.random.RandomState(20261122).randint(1, 2**62, size=64, dtype=np.int64) | 1  # odd multipliers
+
+
+def unique_rows(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact ``np.unique(rows, axis=0, return_inverse=True)`` for int64 rows ``[N, C]`` (C <= 64),
+    much faster: rows are hashed to one int64 key, keys are uniqued, and every row is checked
+    against its group's representative (on a hash collision it falls back to ``np.unique``).
+
+    Returns:
+        ``(unique rows [U, C] in first-seen order of their keys' sort, inverse [N])``.
+    """
+    if rows.shape[0] == 0:
+        return rows, np.zeros(0, dtype=np.int64)
+    assert rows.shape[1] <= len(_MIX)
+    with np.errstate(over="ignore"):
+        keys = (rows * _MIX[: rows.shape[1]]).sum(axis=1)
+        keys ^= keys >> 29
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    uniq = rows[first]
+    if not np.array_equal(uniq[inverse], rows):  # a collision: two different rows, one key
+        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    return uniq, inverse
+
+
 def expand_histories(
     fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None
 ) -> Expansion:
@@ -98,8 +124,7 @@ def expand_histories(
         dst_orig, rows, via = dst_orig[alive], rows[alive], via[alive]
         if not len(dst_orig):
             continue
-        uniq, inverse = np.unique(np.concatenate([dst_orig[:, None], rows], axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        uniq, inverse = unique_rows(np.concatenate([dst_orig[:, None], rows], axis=1))
         new_ids = n_states + np.arange(len(uniq))
         n_states += len(uniq)
         st_orig.append(uniq[:, 0])

@@ -6,7 +6,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from lattices.lattice_batch import LatticeBatch, header_scales
+from lattices.lattice_batch import LatticeBatch
+from lattices.lattice_batch import resolve_scales as resolve_batch_scales
 from lattices.validate import validate_batch
 
 FORMATS = ("auto", "k2", "slf", "kaldi")
@@ -104,41 +105,20 @@ def finish(problems: Sequence[Problem]) -> None:
 def resolve_scales(
     batch: LatticeBatch, am_scale: Optional[float], lm_scale: Optional[float], word_penalty: Optional[float]
 ) -> List[Tuple[float, float, float]]:
-    """Per utterance ``(am_scale, lm_scale, word_penalty)``: options win, then header, then 1/1/0.
-
-    Prints each distinct setting (and where it came from) on stderr.
-    """
-    out: List[Tuple[float, float, float]] = []
+    """Per utterance ``(am_scale, lm_scale, word_penalty)`` (:func:`lattices.lattice_batch.resolve_scales`);
+    prints each distinct setting and where it came from on stderr."""
+    headers = batch.headers or [{} for _ in batch.utt_ids]
+    scales, origins = resolve_batch_scales(headers, am_scale, lm_scale, word_penalty)
     seen: Dict[Tuple[Tuple[float, float, float], str], int] = {}
-    for header in batch.headers or [{} for _ in batch.utt_ids]:
-        hs = header_scales(header) or {}
-        values, origin = [], []
-        for opt, key, default in ((am_scale, "am_scale", 1.0), (lm_scale, "lm_scale", 1.0), (word_penalty, "word_penalty", 0.0)):
-            if opt is not None:
-                values.append(float(opt))
-                origin.append("option")
-            elif key in hs and _declared(header, key):
-                values.append(float(hs[key]))
-                origin.append("header")
-            else:
-                values.append(default)
-                origin.append("default")
-        triple = (values[0], values[1], values[2])
-        desc = ", ".join(f"{k} from {o}" for k, o in zip(("am", "lm", "wp"), origin))
+    for triple, desc in zip(scales, origins):
         seen[(triple, desc)] = seen.get((triple, desc), 0) + 1
-        out.append(triple)
     for (triple, desc), count in seen.items():
         click.echo(
             f"scales: am_scale={triple[0]:g} lm_scale={triple[1]:g} word_penalty={triple[2]:g} "
             f"({desc}) for {count} utterance(s)",
             err=True,
         )
-    return out
-
-
-def _declared(header: Dict[str, object], key: str) -> bool:
-    names = {"am_scale": "acscale", "lm_scale": "lmscale", "word_penalty": "wdpenalty"}
-    return names[key] in header
+    return scales
 
 
 def wrap_errors(func: Callable) -> Callable:

@@ -1,0 +1,83 @@
+"""``afp-rescore``: rescore lattices with an AFP LM and write 1-best, n-best, lattices and WER."""
+import sys
+from typing import Optional
+
+import click
+
+from lattices.reader import FORMATS
+
+from .pipeline import METHODS, RescoreOptions
+from .run import RunOptions, parse_shard, run_rescoring
+
+INPUT = click.Path(exists=True, dir_okay=False)
+
+
+def _floats(ctx, param, value: Optional[str]):
+    if not value:
+        return ()
+    try:
+        return tuple(float(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("lattices", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--lm", required=True, type=INPUT, help="AFP LM checkpoint (model.pt from afp-train-lm).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format (auto: from the content).")
+@click.option("--words", type=INPUT, help="words.txt of the lattices (Kaldi lattices need it unless one lies beside them).")
+@click.option("--am-scale", type=float, default=None, help="Acoustic scale [default: lattice header, else 1].")
+@click.option("--lm-scale", type=float, default=None, help="LM scale [default: lattice header, else 1].")
+@click.option("--word-penalty", type=float, default=None, help="Per-word score added [default: lattice header, else 0].")
+@click.option("--interpolate", type=click.FloatRange(0, 1), default=1.0,
+              help="w in lm = (1-w)*old_lm + w*afp_lm; 1 replaces the lattice's LM scores.")
+@click.option("--nbest", type=click.IntRange(min=1), default=10, help="Hypotheses written per utterance (nbest.jsonl).")
+@click.option("--ref", type=INPUT, help="References (Kaldi text or lhotse supervisions): writes wer.txt.")
+@click.option("--lm-scales", callback=_floats, default=None, help="Comma-separated LM scales to sweep: writes wer-summary.txt (with --ref).")
+@click.option("--method", type=click.Choice(METHODS), default="afp",
+              help="afp: exact K-history expansion + one parallel pass; nbest-exact: baseline rescoring the exact N-best with the full-history RNN.")
+@click.option("--iterations", "-K", type=click.IntRange(min=1), default=None,
+              help="Expansion order K [default: the model's iterations; needed for a BPTT model].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
+@click.option("--max-arcs", type=click.IntRange(min=1), default=1_000_000,
+              help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
+@click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or utterances I::N if fewer files.")
+@click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
+@click.option("--lattice-format", type=click.Choice(["k2", "slf", "kaldi"]), default=None, help="Format of --write-lattices [default: the input's].")
+@click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
+def rescore_command(lattices, lm, out, fmt, words, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
+                    method, iterations, device, max_arcs, max_batch, shard, write_lattices, lattice_format, force) -> None:
+    """Rescore LATTICES (files, directories or @lists of k2, HTK SLF or Kaldi lattices) with an AFP LM.
+
+    Writes OUT/text (1-best), OUT/nbest.jsonl, OUT/hyps.supervisions.jsonl.gz, OUT/failures.txt,
+    OUT/metrics.json (last: a finished job is skipped on rerun) and, with --ref, OUT/wer.txt.
+    Exits 1 if any file or utterance failed (the others are still rescored).
+    """
+    try:
+        opts = RunOptions(
+            lattices=list(lattices), lm=lm, out=out, fmt=fmt, words=words, am_scale=am_scale, lm_scale=lm_scale,
+            word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
+            lattice_format=lattice_format, device=device, force=force,
+            rescore=RescoreOptions(method=method, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
+                                   max_batch=max_batch, lm_scales=lm_scales))
+        metrics = run_rescoring(opts)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if metrics.get("skipped"):
+        click.echo(f"{out}: already done (metrics.json exists; --force to redo)", err=True)
+    wer = f", WER {100 * metrics['wer']:.2f}%" if metrics.get("wer") is not None else ""
+    click.echo(f"{out}: {metrics['utterances_done']} rescored, {metrics['utterances_failed']} failed, "
+               f"{metrics.get('arcs_after_expansion', 0)} arcs, {metrics['arcs_per_s']:.0f} arcs/s on {metrics['device']}{wer}", err=True)
+    if metrics["utterances_failed"]:
+        click.echo(f"failures listed in {out}/failures.txt", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    rescore_command(prog_name="afp-rescore")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

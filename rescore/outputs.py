@@ -1,0 +1,58 @@
+"""Writers for rescoring results; every file is written atomically."""
+import json
+from typing import Dict, List, Sequence, Tuple
+
+import k2
+
+from lattices.nbest import Hypothesis
+from models.atomic import atomic_open
+
+
+def words_of(ids: Sequence[int], symbols: k2.SymbolTable) -> List[str]:
+    """Word strings of lattice symbol ids."""
+    return [symbols.get(int(i)) for i in ids]
+
+
+def write_text(path: str, utt_ids: Sequence[str], words: Sequence[Sequence[str]]) -> None:
+    """Kaldi ``text``: ``utt-id word word ...`` per line."""
+    with atomic_open(path) as f:
+        for utt, ws in zip(utt_ids, words):
+            f.write(" ".join([utt, *ws]) + "\n")
+
+
+def nbest_records(utt_ids: Sequence[str], hyps: Sequence[Sequence[Hypothesis]], symbols: k2.SymbolTable) -> List[Dict]:
+    """``{"utt", "rank", "words", "total", "am", "lm"}`` per hypothesis (rank from 1)."""
+    return [{"utt": utt, "rank": r + 1, "words": " ".join(words_of(h.words, symbols)),
+             "total": round(h.total, 4), "am": round(h.am, 4), "lm": round(h.lm, 4)}
+            for utt, hs in zip(utt_ids, hyps) for r, h in enumerate(hs)]
+
+
+def write_jsonl(path: str, records: Sequence[Dict]) -> None:
+    with atomic_open(path) as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+
+
+def write_json(path: str, obj: Dict) -> None:
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def write_failures(path: str, failures: Sequence[Tuple[str, str]]) -> None:
+    """``source<TAB>message`` per failed file or utterance (an empty file when none failed)."""
+    with atomic_open(path) as f:
+        for source, message in failures:
+            f.write(f"{source}\t{message}\n")
+
+
+def write_supervisions(path: str, utt_ids: Sequence[str], words: Sequence[Sequence[str]], durations: Sequence[float]) -> None:
+    """The 1-best hypotheses as a lhotse SupervisionSet (``recording_id`` = utterance id)."""
+    from lhotse import SupervisionSegment, SupervisionSet
+
+    sups = SupervisionSet.from_segments(
+        SupervisionSegment(id=u, recording_id=u, start=0.0, duration=float(d), text=" ".join(w))
+        for u, w, d in zip(utt_ids, words, durations))
+    with atomic_open(path) as f:
+        for sup in sups:
+            f.write(json.dumps(sup.to_dict()) + "\n")

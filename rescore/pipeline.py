@@ -1,0 +1,191 @@
+"""Rescore a batch of lattices with an AFP LM: validate, expand, score all arcs, combine, n-best.
+
+Scores combine as (natural-log scores, higher is better)::
+
+    total = am_scale·am + lm_scale·((1 − w)·old_lm + w·afp_lm) + word_penalty·n_words
+
+with ``w = interpolate`` (1 replaces the lattice's LM scores; 0 keeps them; in between is a
+log-linear interpolation). ``method="afp"`` expands every lattice to unique K-token histories and
+scores all arcs of the batch in one deduplicated, chunked LM pass, which is exact for an AFP-K
+model. ``method="nbest-exact"`` is the baseline: the exact N-best list of each lattice rescored
+with the same model run as a full-history RNN.
+"""
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import k2
+import torch
+
+from lattices.lattice_batch import LatticeBatch
+from lattices.nbest import Hypothesis, nbest
+from lattices.validate import validate_batch
+from models.lm import AFPLanguageModel
+from models.vocab import Vocabulary
+
+from .arc_scores import afp_arc_scores, lm_ids_for_symbols
+from .fit import expand_within
+from .nbest_exact import rescore_nbest_exact
+
+Scales = Tuple[float, float, float]  # (am_scale, lm_scale, word_penalty)
+METHODS = ("afp", "nbest-exact")
+
+
+@dataclass
+class RescoreOptions:
+    """How to rescore (see the module docstring for the score formula).
+
+    Attributes:
+        method: ``afp`` or ``nbest-exact``.
+        interpolate: w, the weight of the new LM's log-probabilities.
+        nbest: hypotheses kept per utterance (for ``nbest-exact`` also the list size rescored).
+        order: K of the history expansion (default: the model's ``iterations``; required for a
+            model trained with BPTT, which is then run as AFP-K).
+        max_arcs: per-utterance bound on expanded arcs; larger expansions are beam-pruned first.
+        max_batch: distinct histories per LM chunk (halved automatically on CUDA out-of-memory).
+        lm_scales: extra LM scales for which the 1-best is also computed (WER sweeps).
+        keep_lattices: return the rescored (expanded) lattices.
+    """
+
+    method: str = "afp"
+    interpolate: float = 1.0
+    nbest: int = 10
+    order: Optional[int] = None
+    max_arcs: Optional[int] = 1_000_000
+    max_batch: int = 4096
+    lm_scales: Sequence[float] = ()
+    keep_lattices: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not 0.0 <= self.interpolate <= 1.0:
+            raise ValueError(f"interpolate must be in [0, 1], got {self.interpolate}")
+        if self.nbest < 1:
+            raise ValueError(f"nbest must be >= 1, got {self.nbest}")
+
+
+@dataclass
+class RescoreOutput:
+    """What :func:`rescore_batch` returns.
+
+    Attributes:
+        utt_ids: the utterances rescored, in input order.
+        hyps: ``[utt][rank]`` hypotheses (word ids of the lattice symbol table), best first.
+        sweep: ``{lm_scale: [utt] 1-best word ids}`` for ``lm_scales``.
+        lattices: the rescored lattices (``keep_lattices``): ``lm_scores`` combined, plus
+            ``old_lm_scores`` and ``afp_lm_scores`` per arc.
+        failures: ``(utt_id, message)`` for every utterance that could not be rescored.
+        pruned: ``{utt_id: {"beam", "arcs_before", "arcs_after_pruning", "expanded_arcs"}}``.
+        stats: counts and seconds (arcs before/after expansion, distinct histories, ...).
+    """
+
+    utt_ids: List[str]
+    hyps: List[List[Hypothesis]]
+    sweep: Dict[float, List[List[int]]] = field(default_factory=dict)
+    lattices: Optional[LatticeBatch] = None
+    failures: List[Tuple[str, str]] = field(default_factory=list)
+    pruned: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    stats: Dict[str, float] = field(default_factory=dict)
+
+
+def scaled(fsas: k2.Fsa, scales: Sequence[Scales]) -> k2.Fsa:
+    """Copy of ``fsas`` whose ``scores`` are the scaled totals, with per-utterance scales."""
+    utt_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
+    table = torch.tensor(scales, dtype=torch.float32).reshape(-1, 3)[utt_of_arc]
+    out = fsas.clone()
+    out.scores = table[:, 0] * fsas.am_scores + table[:, 1] * fsas.lm_scores + table[:, 2] * (fsas.labels > 0).float()
+    return out
+
+
+def _score_arcs_bounded(expansion, model, vocab, lm_ids, max_batch: int) -> Tuple[torch.Tensor, int]:
+    """:func:`afp_arc_scores`, halving ``max_batch`` on CUDA out-of-memory."""
+    while True:
+        try:
+            return afp_arc_scores(expansion, model, vocab, lm_ids, max_batch)
+        except torch.cuda.OutOfMemoryError:
+            if max_batch <= 1:
+                raise
+            torch.cuda.empty_cache()
+            max_batch //= 2
+
+
+def _afp(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+    order = opts.order or (model.config.iterations if model.config.mode == "afp" else None)
+    if order is None:
+        raise ValueError("the LM was trained with BPTT (exact mode): give the expansion order K (--iterations) "
+                         "to run it as AFP-K, or use --method nbest-exact")
+    t0 = time.perf_counter()
+    lm_ids = lm_ids_for_symbols(batch.symbols, vocab)
+    labels = batch.fsas.labels.long()
+    history_labels = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.zeros_like(labels))
+    expansion, pruned, fit_failures = expand_within(scaled(batch.fsas, scales), order, vocab.bos_id, history_labels, opts.max_arcs)
+    t1 = time.perf_counter()
+    afp_lm, distinct = _score_arcs_bounded(expansion, model, vocab, lm_ids, opts.max_batch)
+    t2 = time.perf_counter()
+
+    fsas = expansion.fsas.clone()
+    fsas.old_lm_scores = expansion.fsas.lm_scores
+    fsas.afp_lm_scores = afp_lm
+    fsas.lm_scores = (1.0 - opts.interpolate) * fsas.old_lm_scores + opts.interpolate * afp_lm
+    fsas.scores = fsas.am_scores + fsas.lm_scores
+    kept = expansion.kept
+    kept_scales = [scales[i] for i in kept]
+    hyps = nbest(fsas, opts.nbest, scales=kept_scales)
+    sweep = {s: [h[0].words for h in nbest(fsas, 1, scales=[(a, s, p) for a, _, p in kept_scales])] for s in opts.lm_scales}
+    t3 = time.perf_counter()
+    utt_ids = [batch.utt_ids[i] for i in kept]
+    out = RescoreOutput(utt_ids, hyps, sweep)
+    if opts.keep_lattices:
+        out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept])
+    out.failures = [(batch.utt_ids[i], msg) for i, msg in fit_failures.items()]
+    out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in pruned.items()}
+    out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
+                 "distinct_histories": distinct, "order": order, "expand_seconds": t1 - t0, "lm_seconds": t2 - t1,
+                 "search_seconds": t3 - t2}
+    return out
+
+
+def _nbest_exact(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+    t0 = time.perf_counter()
+    hyps = rescore_nbest_exact(batch.fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=scales)
+    t1 = time.perf_counter()
+    sweep = {}
+    for s in opts.lm_scales:
+        swept = rescore_nbest_exact(batch.fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
+                                    scales=[(a, s, p) for a, _, p in scales])
+        sweep[s] = [h[0].words for h in swept]
+    out = RescoreOutput(list(batch.utt_ids), hyps, sweep)
+    out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(batch.fsas.num_arcs),
+                 "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps), "lm_seconds": t1 - t0}
+    return out
+
+
+def rescore_batch(
+    batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: Sequence[Scales], opts: RescoreOptions
+) -> RescoreOutput:
+    """Rescore every lattice of ``batch`` (not modified) with ``model``.
+
+    Args:
+        batch: lattices ``[utt][state][arc]`` as :func:`lattices.reader.read_lattices` returns them.
+        model, vocab: the LM (on the device to use) and its vocabulary.
+        scales: per utterance ``(am_scale, lm_scale, word_penalty)``.
+        opts: see :class:`RescoreOptions`.
+
+    Returns:
+        A :class:`RescoreOutput`; bad utterances (cycle, no complete path, expansion that cannot be
+        pruned to ``max_arcs``) are listed in ``failures``, the others are rescored.
+    """
+    if len(scales) != len(batch):
+        raise ValueError(f"{len(scales)} scale settings for {len(batch)} lattices")
+    index = {u: i for i, u in enumerate(batch.utt_ids)}
+    good, problems = validate_batch(batch)
+    good_scales = [scales[index[u]] for u in good.utt_ids]
+    if len(good) == 0:
+        return RescoreOutput([], [], failures=list(problems))
+    model.eval()
+    run = _afp if opts.method == "afp" else _nbest_exact
+    out = run(good, model, vocab, good_scales, opts)
+    out.failures = list(problems) + out.failures
+    out.stats["seconds"] = sum(v for k, v in out.stats.items() if k.endswith("_seconds"))
+    return out

@@ -1,0 +1,133 @@
+"""Expansion under a memory bound: exploding lattices are beam-pruned until they fit."""
+import k2
+import pytest
+import torch
+
+from lattices.nbest import one_best
+from lattices.posteriors import prune
+from rescore.expand import PAD, expand_histories
+from rescore.fit import expand_within
+from tests.lattice_utils import enumerate_paths, fsa_from_arcs
+
+BOS = 100
+
+
+def small(word: int) -> k2.Fsa:
+    return fsa_from_arcs([(0, 1, word, -1.0, -0.5), (1, 2, 6, -0.5, 0.0), (2, 3, -1, 0.0, 0.0)], final=3)
+
+
+def sausage(slots: int = 6) -> k2.Fsa:
+    """``slots`` x 3 words; word 3 is best (0), 4 costs 1, 5 costs 9 per slot: beams prune 5 first."""
+    arcs = [(s, s + 1, w, c, 0.0) for s in range(slots) for w, c in ((3, 0.0), (4, -1.0), (5, -9.0))]
+    return fsa_from_arcs(arcs + [(slots, slots + 1, -1, 0.0, 0.0)], final=slots + 1)
+
+
+def arc_splits(fsas: k2.Fsa):
+    return fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].tolist()
+
+
+def check_histories(exp, utt_pos: int, tokens: torch.Tensor, order: int) -> None:
+    """Every arc's history is the last ``order`` tokens (``tokens`` over the *input* arcs) before it."""
+    splits = arc_splits(exp.fsas)
+    fsa = exp.fsas[utt_pos]
+    for path in enumerate_paths(fsa):
+        seen = [BOS]
+        for a in path:
+            g = splits[utt_pos] + a
+            assert exp.histories[g].tolist() == ([PAD] * order + seen)[-order:]
+            tok = int(tokens[exp.arc_map[g]])
+            if tok > 0:
+                seen.append(tok)
+
+
+def test_only_the_exploding_lattice_is_pruned_and_everything_maps_to_the_input():
+    vec = k2.create_fsa_vec([small(1), sausage(), small(2)])
+    before = vec.arcs.values().clone(), vec.scores.clone()
+    # words 3 and 4 look alike to the LM: histories must follow history_labels through pruning
+    hist_labels = torch.where(vec.labels == 4, torch.full_like(vec.labels, 3), vec.labels).long()
+    exp, pruned, failures = expand_within(vec, 3, BOS, history_labels=hist_labels, max_arcs=50)
+    assert torch.equal(vec.arcs.values(), before[0]) and torch.equal(vec.scores, before[1])  # not mutated
+    assert exp.kept == [0, 1, 2] and not exp.too_large and not failures
+    assert list(pruned) == [1]
+    info = pruned[1]
+    assert info.arcs_before == vec[1].num_arcs == 19 and info.expanded_arcs <= 50
+    # the widest beam that fits: beams 20..10 keep everything (the unpruned expansion is too big);
+    # beam 8 drops word 5, and words 3/4 share a history id, so one history per state remains
+    assert info.beam == 8.0 and info.arcs_after_pruning == 13 and info.expanded_arcs == 13
+    single = k2.create_fsa_vec([vec[1]])
+    assert len(expand_histories(single, 3, BOS, history_labels=hist_labels[3:22], max_arcs=50).too_large) == 1
+    assert prune(single, beam=8.0)[0].num_arcs == info.arcs_after_pruning
+
+    # arc_map points into the original input arcs, for every utterance
+    for name in ("labels", "am_scores", "lm_scores", "scores"):
+        assert torch.equal(getattr(exp.fsas, name), getattr(vec, name)[exp.arc_map]), name
+    assert not hasattr(exp.fsas, "fit_input_arc_index")
+    splits = arc_splits(exp.fsas)
+    assert set(exp.arc_map[splits[1]:splits[2]].tolist()) <= set(range(3, 22))
+    check_histories(exp, 1, hist_labels, 3)
+    # best path preserved
+    assert one_best(exp.fsas)[1].words == one_best(vec)[1].words == [3] * 6
+
+    # the small ones are exactly what plain expansion gives
+    plain = expand_histories(vec, 3, BOS, history_labels=hist_labels)
+    psplits = arc_splits(plain.fsas)
+    for i in (0, 2):
+        a, b, pa, pb = splits[i], splits[i + 1], psplits[i], psplits[i + 1]
+        assert torch.equal(exp.fsas[i].arcs.values(), plain.fsas[i].arcs.values())
+        assert torch.equal(exp.histories[a:b], plain.histories[pa:pb])
+        assert torch.equal(exp.arc_map[a:b], plain.arc_map[pa:pb])
+
+
+def test_pruned_expansion_keeps_exactly_the_paths_within_the_beam():
+    vec = k2.create_fsa_vec([sausage(4), small(1)])
+    exp, pruned, _ = expand_within(vec, 2, BOS, max_arcs=20)
+    beam = pruned[0].beam
+    assert beam < 20 and pruned[0].expanded_arcs <= 20
+    labels = vec.labels.tolist()
+    am = vec.am_scores.tolist()
+
+    def summaries(paths, arc_of):
+        return sorted((tuple(labels[arc_of(a)] for a in p if labels[arc_of(a)] > 0), sum(am[arc_of(a)] for a in p)) for p in paths)
+
+    kept = summaries(enumerate_paths(exp.fsas[0]), lambda a: int(exp.arc_map[a]))
+    best = max(t for _, t in kept)
+    everything = summaries(enumerate_paths(vec[0]), lambda a: a)
+    # nested pruning of a sausage: exactly the paths whose every arc is within the beam
+    assert kept == [s for s in everything if all(c >= -beam for c in _slot_costs(s[0]))]
+    assert best == 0.0 and len(kept) < len(everything)
+    check_histories(exp, 0, vec.labels, 2)
+
+
+def _slot_costs(words):
+    return [{3: 0.0, 4: -1.0, 5: -9.0}[w] for w in words]
+
+
+def test_a_lattice_that_cannot_fit_is_reported_and_the_others_are_fine():
+    vec = k2.create_fsa_vec([small(1), sausage(), small(2)])
+    exp, pruned, failures = expand_within(vec, 2, BOS, max_arcs=5)  # best path alone has 7 arcs
+    assert exp.kept == [0, 2] and list(exp.too_large) == [1] and list(failures) == [1] and not pruned
+    assert "utterance 1" in failures[1] and "max_arcs=5" in failures[1] and "19 arcs" in failures[1]
+    # beam 0 keeps the same 7 arcs as beam 0.5, so it is not retried
+    assert "beam 0: 7 arcs -> more than 6 expanded" in failures[1]  # bisection ends at the narrowest beam
+    assert torch.equal(exp.fsas.labels, vec.labels[exp.arc_map]) and exp.fsas.shape[0] == 2
+
+
+def test_nothing_too_large_is_the_plain_expansion_and_bad_beams_are_rejected():
+    vec = k2.create_fsa_vec([small(1), small(2)])
+    exp, pruned, failures = expand_within(vec, 2, BOS, max_arcs=100)
+    plain = expand_histories(vec, 2, BOS)
+    assert not pruned and not failures and exp.kept == [0, 1]
+    assert torch.equal(exp.fsas.arcs.values(), plain.fsas.arcs.values()) and torch.equal(exp.histories, plain.histories)
+    with pytest.raises(ValueError, match="non-increasing"):
+        expand_within(vec, 2, BOS, max_arcs=10, beams=(1.0, 2.0))
+    with pytest.raises(ValueError, match="max_arcs"):
+        expand_within(vec, 2, BOS, max_arcs=0)
+
+
+def test_every_utterance_pruned_or_failed():
+    vec = k2.create_fsa_vec([sausage(5), sausage(6)])
+    exp, pruned, failures = expand_within(vec, 2, BOS, max_arcs=6)  # fits 6 arcs (5 words + final), not 7
+    assert exp.kept == [0] and list(pruned) == [0] and list(failures) == [1] and pruned[0].expanded_arcs == 6
+    assert torch.equal(exp.fsas.labels, vec.labels[exp.arc_map]) and exp.histories.shape == (6, 2)
+    exp, pruned, failures = expand_within(vec, 2, BOS, max_arcs=1)
+    assert exp.kept == [] and exp.fsas.shape[0] == 0 and list(failures) == [0, 1] and exp.arc_map.numel() == 0
