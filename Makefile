@@ -77,20 +77,21 @@ $(DEMO_DIR)/lm/model.pt: $(DEMO_DATA)/train.txt $(DEMO_DATA)/valid.txt $(DEMO_DA
 	  --iterations 4 --mode afp --epochs 2 --batch-size 32 --lr 3e-3 --max-vocab 6000 --device $(DEVICE) --seed 1 --no-progress
 
 # The demo: the AFP LM above rescores 8 bundled real pocketsphinx lattices (LibriSpeech test-other).
-DEMO_RESCORE_FLAGS ?= --am-scale 1 --lm-scale 10 --word-penalty 0 --lm-scales 2,5,10,15,20,30 --nbest 5
+DEMO_RESCORE_FLAGS ?= --am-scale 1 --lm-scale 10 --word-penalty 0 --lm-scales 2,5,10,15,20,30 --nbest 5 --max-arcs 200000
 
 $(DEMO_DIR)/lm/ppl.json: $(DEMO_DIR)/lm/model.pt
 	$(BIN)/afp-lm-ppl --lm $< --text $(DEMO_DATA)/test.txt --device $(DEVICE) > $@
 
 $(DEMO_DIR)/%/metrics.json: $(DEMO_DIR)/lm/model.pt $(wildcard $(DEMO_DATA)/lattices/*) $(DEMO_DATA)/ref.txt
 	$(BIN)/afp-rescore --lm $< --out $(@D) --ref $(DEMO_DATA)/ref.txt --device $(DEVICE) --force \
-	  $(DEMO_RESCORE_FLAGS) $(if $(filter before,$*),--interpolate 0) $(DEMO_DATA)/lattices
+	  $(DEMO_RESCORE_FLAGS) $(if $(filter before,$*),--interpolate 0 --iterations 1) $(DEMO_DATA)/lattices
 
 demo: $(DEMO_DIR)/lm/ppl.json $(DEMO_DIR)/before/metrics.json $(DEMO_DIR)/after/metrics.json
-	@$(PY) -c 'import json,sys; p=json.load(open(sys.argv[1])); print(f"AFP LM ({sys.argv[1]}): test perplexity {p[\"ppl\"]:.1f} on {p[\"tokens\"]} tokens")' $<
+	@$(PY) -c 'import json,sys; p=json.load(open(sys.argv[1])); print("AFP LM (%s): test perplexity %.1f on %d tokens" % (sys.argv[1], p["ppl"], p["tokens"]))' $<
 	@echo "WER on $(words $(wildcard $(DEMO_DATA)/lattices/*)) LibriSpeech test-other lattices (pocketsphinx, no LM scores in the lattices):"
 	@head -1 $(DEMO_DIR)/before/wer.txt | sed 's/^/  lattice 1-best, acoustic only:  /'
 	@head -1 $(DEMO_DIR)/after/wer.txt | sed 's/^/  after AFP LM rescoring:        /'
+	@$(PY) -c 'import sys; from lattices.oracle import read_references as r; from rescore.wer import wer_details as w; x = w(r(sys.argv[1]), r(sys.argv[2])); print("  pocketsphinx 1-best (3-gram):  %%WER %.2f" % (100 * x.wer))' $(DEMO_DATA)/ref.txt $(DEMO_DATA)/pocketsphinx-hyp.txt
 	@echo "  WER by LM scale (after): $$(tr '\n' ' ' < $(DEMO_DIR)/after/wer-summary.txt)"
 	@echo "  outputs: $(DEMO_DIR)/after/{text,nbest.jsonl,metrics.json,wer.txt}"
 

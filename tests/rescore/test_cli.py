@@ -1,0 +1,181 @@
+"""afp-rescore / afp-rescore-merge / make rescore end to end on small SLF lattices."""
+import gzip
+import json
+import os
+import random
+import subprocess
+
+import k2
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lattices.lattice_batch import LatticeBatch
+from lattices.reader import read_lattices
+from lattices.writer import write_lattices
+from models.checkpoint import save_checkpoint
+from models.config import LMConfig
+from models.lm import AFPLanguageModel
+from models.scoring import sentence_log_probs
+from models.vocab import Vocabulary
+from rescore.cli import rescore_command
+from rescore.merge_cli import merge_command
+from rescore.run import parse_shard
+from tests.lattice_utils import enumerate_paths, fsa_from_arcs, make_symbols, random_lattice_arcs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LM_SCALE, WP = 2.0, -0.5
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Six random SLF lattices (words w1..w6), references, and two LMs (AFP-2 and K >= length)."""
+    tmp = tmp_path_factory.mktemp("rescore")
+    rng = random.Random(5)
+    fsas = [fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(3, 6))) for _ in range(6)]
+    symbols = make_symbols()
+    batch = LatticeBatch(k2.create_fsa_vec(fsas), [f"utt{i}" for i in range(6)], symbols)
+    lats = tmp / "lats"
+    write_lattices(batch, str(lats), "slf")
+    (tmp / "ref.txt").write_text("".join(f"utt{i} w1 w2 w3\n" for i in range(6)))
+    vocab = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3)] + [(f"w{i}", 3 + i) for i in range(1, 6)])
+    lms = {}
+    for name, k in (("afp2", 2), ("long", 50)):
+        torch.manual_seed(k)
+        model = AFPLanguageModel(LMConfig(vocab_size=vocab.size, embed=8, hidden=8, cell="gru", iterations=k))
+        model.set_nonpredictable(vocab.nonpredictable_ids())
+        lms[name] = str(tmp / f"{name}.pt")
+        save_checkpoint(lms[name], model, vocab)
+    return tmp, str(lats), lms
+
+
+def run(*args):
+    return CliRunner(mix_stderr=False).invoke(rescore_command, [str(a) for a in args])
+
+
+def common(out, lm, *extra):
+    return ["--lm", lm, "--out", out, "--am-scale", 1, "--lm-scale", LM_SCALE, "--word-penalty", WP, "--device", "cpu", *extra]
+
+
+def read_text(path):
+    return dict((line.split()[0], line.split()[1:]) for line in open(path) if line.strip())
+
+
+def brute_force_best(lats_dir, lm_path):
+    """Best word sequence per utterance: max over paths of am + LM_SCALE*log P_afp(words) + WP*len."""
+    from models.checkpoint import load_checkpoint
+
+    model, vocab, _ = load_checkpoint(lm_path)
+    batch, _ = read_lattices([lats_dir])
+    best = {}
+    for i, utt in enumerate(batch.utt_ids):
+        fsa = batch.fsas[i]
+        cands = {}
+        for path in enumerate_paths(fsa):
+            words = tuple(batch.symbols.get(int(fsa.labels[a])) for a in path if fsa.labels[a] > 0)
+            am = sum(float(fsa.am_scores[a]) for a in path)
+            cands[words] = max(cands.get(words, -1e30), am)
+        seqs = list(cands)
+        lp = sentence_log_probs(model, [vocab.encode(s) for s in seqs], vocab.bos_id, vocab.eos_id)
+        totals = [cands[s] + LM_SCALE * float(lp[j]) + WP * len(s) for j, s in enumerate(seqs)]
+        best[utt] = list(seqs[max(range(len(seqs)), key=totals.__getitem__)])
+    return best
+
+
+def test_rescoring_outputs_and_exact_one_best(setup, tmp_path):
+    tmp, lats, lms = setup
+    out = str(tmp_path / "out")
+    r = run(*common(out, lms["afp2"], "--ref", tmp / "ref.txt", "--lm-scales", "0.5,2", "--nbest", 3, "--write-lattices", lats))
+    assert r.exit_code == 0, r.stderr
+    assert read_text(os.path.join(out, "text")) == brute_force_best(lats, lms["afp2"])
+    recs = [json.loads(line) for line in open(os.path.join(out, "nbest.jsonl"))]
+    assert set(recs[0]) == {"utt", "rank", "words", "total", "am", "lm"} and max(r["rank"] for r in recs) <= 3
+    for utt in {r["utt"] for r in recs}:
+        totals = [r["total"] for r in recs if r["utt"] == utt]
+        assert totals == sorted(totals, reverse=True)
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["utterances_done"] == 6 and m["utterances_failed"] == 0 and m["device"] == "cpu"
+    assert m["arcs_after_expansion"] >= m["arcs_before_expansion"] > 0 and m["distinct_histories"] > 0 and m["arcs_per_s"] > 0
+    assert open(os.path.join(out, "wer.txt")).readline().startswith("%WER")
+    summary = open(os.path.join(out, "wer-summary.txt")).read().splitlines()
+    assert summary[0].split() == ["settings", "WER"] and {s.split()[0] for s in summary[1:]} == {"lm_scale_0.5", "lm_scale_2"}
+    with gzip.open(os.path.join(out, "hyps.supervisions.jsonl.gz"), "rt") as f:
+        assert len(f.readlines()) == 6
+    relat, fails = read_lattices([os.path.join(out, "lattices")])
+    assert len(relat) == 6 and not fails  # rescored lattices, in the input format (SLF)
+    assert open(os.path.join(out, "failures.txt")).read() == ""
+
+
+def test_afp_with_long_context_equals_exact_nbest_baseline(setup, tmp_path):
+    """With K >= every path length the AFP model is the full RNN: both methods agree."""
+    _, lats, lms = setup
+    a, b = str(tmp_path / "afp"), str(tmp_path / "exact")
+    assert run(*common(a, lms["long"], "--method", "afp", lats)).exit_code == 0
+    assert run(*common(b, lms["long"], "--method", "nbest-exact", "--nbest", 1000, lats)).exit_code == 0
+    assert read_text(os.path.join(a, "text")) == read_text(os.path.join(b, "text"))
+
+
+def test_interpolate_zero_keeps_the_lattice_ranking(setup, tmp_path):
+    _, lats, lms = setup
+    out = str(tmp_path / "w0")
+    assert run(*common(out, lms["afp2"], "--interpolate", 0, lats)).exit_code == 0
+    long = str(tmp_path / "w0long")
+    assert run(*common(long, lms["long"], "--interpolate", 0, lats)).exit_code == 0
+    assert read_text(os.path.join(out, "text")) == read_text(os.path.join(long, "text"))  # the LM played no part
+
+
+def test_bad_inputs_are_listed_and_the_rest_is_rescored(setup, tmp_path):
+    tmp, lats, lms = setup
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "garbage.slf").write_text("this is not a lattice\n")
+    (bad / "cyclic.slf").write_text("VERSION=1.0\nN=2 L=2\nI=0\nI=1\nJ=0 S=0 E=1 W=w1 a=-1\nJ=1 S=1 E=0 W=w2 a=-1\n")
+    out = str(tmp_path / "out")
+    r = run(*common(out, lms["afp2"], lats, bad))
+    assert r.exit_code == 1
+    failures = open(os.path.join(out, "failures.txt")).read()
+    assert "garbage.slf" in failures and "cyclic" in failures
+    assert len(read_text(os.path.join(out, "text"))) == 6
+    assert run(*common(out, lms["afp2"], lats, bad)).stderr.startswith(f"{out}: already done")
+    missing = run(*common(str(tmp_path / "x"), str(tmp_path / "nope.pt"), lats))
+    assert missing.exit_code == 2 and "nope.pt" in missing.stderr
+
+
+def test_shards_merge_to_the_full_run(setup, tmp_path):
+    tmp, lats, lms = setup
+    full = str(tmp_path / "full")
+    assert run(*common(full, lms["afp2"], "--ref", tmp / "ref.txt", lats)).exit_code == 0
+    shards = [str(tmp_path / f"s{i}") for i in range(3)]
+    for i, d in enumerate(shards):
+        assert run(*common(d, lms["afp2"], "--shard", f"{i}/3", "--ref", tmp / "ref.txt", lats)).exit_code == 0
+    assert sum(len(read_text(os.path.join(d, "text"))) for d in shards) == 6
+    merged = str(tmp_path / "merged")
+    r = CliRunner(mix_stderr=False).invoke(merge_command, ["--out", merged, "--ref", str(tmp / "ref.txt"), *shards])
+    assert r.exit_code == 0, r.stderr
+    assert read_text(os.path.join(merged, "text")) == read_text(os.path.join(full, "text"))
+    m, f = json.load(open(os.path.join(merged, "metrics.json"))), json.load(open(os.path.join(full, "metrics.json")))
+    assert m["utterances_done"] == 6 and m["wer"] == pytest.approx(f["wer"])
+    unfinished = CliRunner(mix_stderr=False).invoke(merge_command, ["--out", merged, shards[0], str(tmp_path)])
+    assert unfinished.exit_code == 1 and "not finished" in unfinished.stderr
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        parse_shard("3/3")
+    with pytest.raises(ValueError, match="look like I/N"):
+        parse_shard("half")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, ".venv", "bin", "afp-rescore")), reason="needs make install")
+def test_make_rescore_runs_shards_in_parallel_and_resumes(setup, tmp_path):
+    tmp, lats, lms = setup
+    out = str(tmp_path / "job")
+    cmd = ["make", "-s", "-C", ROOT, "rescore", f"LATS={lats}", f"LM={lms['afp2']}", f"OUT={out}", "JOBS=2",
+           f"REF={tmp / 'ref.txt'}", "RESCORE_FLAGS=--device cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_text(os.path.join(out, "text"))) == 6 and os.path.exists(os.path.join(out, "shards", "1", "metrics.json"))
+    os.remove(os.path.join(out, "shards", "1", "metrics.json"))  # as if shard 1 had crashed
+    os.remove(os.path.join(out, "metrics.json"))
+    mtime = os.path.getmtime(os.path.join(out, "shards", "0", "metrics.json"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.getmtime(os.path.join(out, "shards", "0", "metrics.json")) == mtime  # not redone
+    assert json.load(open(os.path.join(out, "metrics.json")))["utterances_done"] == 6
