@@ -46,7 +46,7 @@ help:
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore   benchmarks (bench/RESULTS.md)"
 
 # --- set-up ------------------------------------------------------------------------------------
 install: $(VENV)/.installed
@@ -152,7 +152,7 @@ $(BENCH_LM_DIR)/%/metrics.json: | $(VENV)/.installed
 $(BENCH_LM_DIR)/table.md: $(patsubst %,$(BENCH_LM_DIR)/%/metrics.json,$(BENCH_LM_RUNS))
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_table.py --test $(PTB)/ptb.test.txt --out $@ $^
 
-.PHONY: bench-lm bench-lattices
+.PHONY: bench-lm bench-lattices bench-rescore
 bench-lm: $(BENCH_LM_DIR)/table.md
 	cat $<
 
@@ -164,3 +164,19 @@ $(DECODE_DIR)/lattice_bench.json: $(DECODE_DIR)/lats/.done
 	  -n 1 -n 10 -n 100 --json $@
 
 bench-lattices: $(DECODE_DIR)/lattice_bench.json
+
+# Rescoring on the 100 pocketsphinx lattices (issue 4): AFP expansion vs exact 100-best rescoring
+# with the same model, and the exactness property on sampled paths. CPU unless DEVICE=cuda.
+BENCH_RESCORE_DIR ?= exp/bench-rescore
+BENCH_RESCORE_LM ?= $(DEMO_DIR)/lm/model.pt
+BENCH_RESCORE_FLAGS ?= --am-scale 1 --lm-scale 10 --word-penalty 0 --max-arcs 200000 --device cpu
+BENCH_NBEST ?= 100
+
+$(BENCH_RESCORE_DIR)/%/metrics.json: $(BENCH_RESCORE_LM) | $(DECODE_DIR)/lats/.done
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-rescore --lm $< --out $(@D) --ref $(DECODE_DIR)/ref.txt --force \
+	  --method $* $(if $(filter nbest-exact,$*),--nbest $(BENCH_NBEST)) $(BENCH_RESCORE_FLAGS) $(DECODE_DIR)/lats
+
+$(BENCH_RESCORE_DIR)/exactness.json: $(BENCH_RESCORE_LM) | $(DECODE_DIR)/lats/.done
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/rescore_exactness.py --lm $< --out $@ --max-arcs 200000 $(DECODE_DIR)/lats
+
+bench-rescore: $(BENCH_RESCORE_DIR)/afp/metrics.json $(BENCH_RESCORE_DIR)/nbest-exact/metrics.json $(BENCH_RESCORE_DIR)/exactness.json

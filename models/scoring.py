@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from .lm import AFPLanguageModel
 
@@ -93,8 +94,10 @@ def score_unique_histories(
     mode: Optional[str] = None,
     iterations: Optional[int] = None,
     max_batch: int = 4096,
+    progress: bool = False,
 ) -> Tensor:
-    """Like :func:`score_pairs` for callers that already deduplicated the histories.
+    """Like :func:`score_pairs` for callers that already deduplicated the histories
+    (``progress`` shows a bar over the chunks).
 
     Args:
         histories: ``[U, T]`` int64 right-padded distinct histories; lengths: ``[U]`` (>= 1).
@@ -111,7 +114,8 @@ def score_unique_histories(
         dtype = model.output.weight.dtype
         log_norm = torch.empty(histories.shape[0], device=device, dtype=dtype)
         states = torch.empty(histories.shape[0], model.config.hidden, device=device, dtype=dtype)
-        for start in range(0, histories.shape[0], max_batch):
+        chunks = range(0, histories.shape[0], max_batch)
+        for start in tqdm(chunks, desc="LM", unit="chunk", disable=not progress or len(chunks) < 2, mininterval=1.0):
             sl = slice(start, start + max_batch)
             width = int(lengths[sl].max())  # shorter chunks run fewer positions
             s = history_states(model, histories[sl, :width], lengths[sl], mode, iterations)

@@ -33,7 +33,8 @@ def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def afp_arc_scores(
-    expansion: Expansion, model: AFPLanguageModel, vocab: Vocabulary, lm_ids: torch.Tensor, max_batch: int = 4096
+    expansion: Expansion, model: AFPLanguageModel, vocab: Vocabulary, lm_ids: torch.Tensor, max_batch: int = 4096,
+    progress: bool = False,
 ) -> Tuple[torch.Tensor, int]:
     """``log P(word | K-token history)`` for every arc of an expansion whose histories use LM ids.
 
@@ -44,6 +45,7 @@ def afp_arc_scores(
             and ``bos = vocab.bos_id``.
         lm_ids: ``[num symbols]`` lattice symbol id -> LM id (:func:`lm_ids_for_symbols`).
         max_batch: distinct histories per chunk of the LM computation.
+        progress: show a progress bar over the chunks.
 
     Returns:
         ``(scores [num_arcs] float32 on the CPU, number of distinct histories scored)``.
@@ -56,5 +58,6 @@ def afp_arc_scores(
         return out, 0
     uniq, inverse = unique_rows(expansion.histories[scored].numpy())
     hist, lengths = right_align(torch.from_numpy(uniq))
-    out[scored] = score_unique_histories(model, hist, lengths, torch.from_numpy(inverse), words, max_batch=max_batch).float().cpu()
+    out[scored] = score_unique_histories(model, hist, lengths, torch.from_numpy(inverse), words, max_batch=max_batch,
+                                          progress=progress).float().cpu()
     return out, int(uniq.shape[0])

@@ -1,4 +1,5 @@
 """``afp-rescore``: rescore lattices with an AFP LM and write 1-best, n-best, lattices and WER."""
+import os
 import sys
 from typing import Optional
 
@@ -47,8 +48,9 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
 @click.option("--lattice-format", type=click.Choice(["k2", "slf", "kaldi"]), default=None, help="Format of --write-lattices [default: the input's].")
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def rescore_command(lattices, lm, out, fmt, words, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
-                    method, iterations, device, max_arcs, max_batch, shard, write_lattices, lattice_format, force) -> None:
+                    method, iterations, device, max_arcs, max_batch, shard, write_lattices, lattice_format, force, progress) -> None:
     """Rescore LATTICES (files, directories or @lists of k2, HTK SLF or Kaldi lattices) with an AFP LM.
 
     Writes OUT/text (1-best), OUT/nbest.jsonl, OUT/hyps.supervisions.jsonl.gz, OUT/failures.txt,
@@ -61,7 +63,7 @@ def rescore_command(lattices, lm, out, fmt, words, am_scale, lm_scale, word_pena
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
             lattice_format=lattice_format, device=device, force=force,
             rescore=RescoreOptions(method=method, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
-                                   max_batch=max_batch, lm_scales=lm_scales))
+                                   max_batch=max_batch, lm_scales=lm_scales, progress=progress))
         metrics = run_rescoring(opts)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
@@ -71,7 +73,10 @@ def rescore_command(lattices, lm, out, fmt, words, am_scale, lm_scale, word_pena
     click.echo(f"{out}: {metrics['utterances_done']} rescored, {metrics['utterances_failed']} failed, "
                f"{metrics.get('arcs_after_expansion', 0)} arcs, {metrics['arcs_per_s']:.0f} arcs/s on {metrics['device']}{wer}", err=True)
     if metrics["utterances_failed"]:
-        click.echo(f"failures listed in {out}/failures.txt", err=True)
+        with open(os.path.join(out, "failures.txt"), encoding="utf-8") as f:
+            for line in f:
+                click.echo("failed: " + line.rstrip("\n").replace("\t", ": ", 1), err=True)
+        click.echo(f"{metrics['utterances_failed']} failure(s), listed in {out}/failures.txt", err=True)
         sys.exit(1)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from lattices.lattice_batch import LatticeBatch
 from lattices.nbest import Hypothesis, nbest
-from lattices.validate import validate_batch
+from lattices.validate import select_lattices, validate_batch
 from models.lm import AFPLanguageModel
 from models.vocab import Vocabulary
 
@@ -45,6 +45,7 @@ class RescoreOptions:
         max_batch: distinct histories per LM chunk (halved automatically on CUDA out-of-memory).
         lm_scales: extra LM scales for which the 1-best is also computed (WER sweeps).
         keep_lattices: return the rescored (expanded) lattices.
+        progress: show progress bars (LM chunks).
     """
 
     method: str = "afp"
@@ -55,6 +56,7 @@ class RescoreOptions:
     max_batch: int = 4096
     lm_scales: Sequence[float] = ()
     keep_lattices: bool = False
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -98,11 +100,11 @@ def scaled(fsas: k2.Fsa, scales: Sequence[Scales]) -> k2.Fsa:
     return out
 
 
-def _score_arcs_bounded(expansion, model, vocab, lm_ids, max_batch: int) -> Tuple[torch.Tensor, int]:
+def _score_arcs_bounded(expansion, model, vocab, lm_ids, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
     """:func:`afp_arc_scores`, halving ``max_batch`` on CUDA out-of-memory."""
     while True:
         try:
-            return afp_arc_scores(expansion, model, vocab, lm_ids, max_batch)
+            return afp_arc_scores(expansion, model, vocab, lm_ids, max_batch, progress)
         except torch.cuda.OutOfMemoryError:
             if max_batch <= 1:
                 raise
@@ -121,7 +123,7 @@ def _afp(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales
     history_labels = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.zeros_like(labels))
     expansion, pruned, fit_failures = expand_within(scaled(batch.fsas, scales), order, vocab.bos_id, history_labels, opts.max_arcs)
     t1 = time.perf_counter()
-    afp_lm, distinct = _score_arcs_bounded(expansion, model, vocab, lm_ids, opts.max_batch)
+    afp_lm, distinct = _score_arcs_bounded(expansion, model, vocab, lm_ids, opts.max_batch, opts.progress)
     t2 = time.perf_counter()
 
     fsas = expansion.fsas.clone()
@@ -161,6 +163,20 @@ def _nbest_exact(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary
     return out
 
 
+def _drop_non_finite(batch: LatticeBatch) -> Tuple[LatticeBatch, List[Tuple[str, str]]]:
+    """Remove utterances with a NaN or infinite acoustic/LM score (returned as failures)."""
+    fsas = batch.fsas
+    utt_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
+    bad_arc = ~(torch.isfinite(fsas.am_scores) & torch.isfinite(fsas.lm_scores))
+    bad = sorted(set(utt_of_arc[bad_arc].tolist()))
+    if not bad:
+        return batch, []
+    keep = [i for i in range(len(batch)) if i not in set(bad)]
+    kept = LatticeBatch(select_lattices(fsas, keep), [batch.utt_ids[i] for i in keep], batch.symbols,
+                        [batch.headers[i] for i in keep])
+    return kept, [(batch.utt_ids[i], "NaN or infinite acoustic/LM score on an arc") for i in bad]
+
+
 def rescore_batch(
     batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: Sequence[Scales], opts: RescoreOptions
 ) -> RescoreOutput:
@@ -179,7 +195,9 @@ def rescore_batch(
     if len(scales) != len(batch):
         raise ValueError(f"{len(scales)} scale settings for {len(batch)} lattices")
     index = {u: i for i, u in enumerate(batch.utt_ids)}
+    batch, bad_scores = _drop_non_finite(batch)
     good, problems = validate_batch(batch)
+    problems = bad_scores + list(problems)
     good_scales = [scales[index[u]] for u in good.utt_ids]
     if len(good) == 0:
         return RescoreOutput([], [], failures=list(problems))

@@ -136,6 +136,7 @@ def test_bad_inputs_are_listed_and_the_rest_is_rescored(setup, tmp_path):
     failures = open(os.path.join(out, "failures.txt")).read()
     assert "garbage.slf" in failures and "cyclic" in failures
     assert len(read_text(os.path.join(out, "text"))) == 6
+    assert "failed: " in r.stderr and "garbage.slf" in r.stderr
     assert run(*common(out, lms["afp2"], lats, bad)).stderr.startswith(f"{out}: already done")
     missing = run(*common(str(tmp_path / "x"), str(tmp_path / "nope.pt"), lats))
     assert missing.exit_code == 2 and "nope.pt" in missing.stderr
@@ -179,3 +180,21 @@ def test_make_rescore_runs_shards_in_parallel_and_resumes(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert os.path.getmtime(os.path.join(out, "shards", "0", "metrics.json")) == mtime  # not redone
     assert json.load(open(os.path.join(out, "metrics.json")))["utterances_done"] == 6
+
+
+def test_non_finite_scores_fail_only_that_utterance(setup):
+    from models.checkpoint import load_checkpoint
+    from rescore.pipeline import RescoreOptions, rescore_batch
+
+    _, lats, lms = setup
+    batch, _ = read_lattices([lats])
+    am = batch.fsas.am_scores.clone()
+    am[0] = float("nan")  # first arc of utt0
+    fsas = batch.fsas.clone()
+    fsas.am_scores = am
+    model, vocab, _ = load_checkpoint(lms["afp2"])
+    out = rescore_batch(LatticeBatch(fsas, batch.utt_ids, batch.symbols, batch.headers), model, vocab,
+                        [(1.0, 1.0, 0.0)] * len(batch), RescoreOptions())
+    assert out.failures == [("utt0", "NaN or infinite acoustic/LM score on an arc")]
+    assert out.utt_ids == [f"utt{i}" for i in range(1, 6)]
+    assert torch.isnan(fsas.am_scores[0])  # input untouched
