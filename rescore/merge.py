@@ -13,7 +13,7 @@ from .wer import write_errs_file
 
 CONCATENATED = ("text", "nbest.jsonl", "failures.txt", "hyps.supervisions.jsonl.gz")
 SUMMED = ("utterances_done", "utterances_failed", "arcs_before_expansion", "arcs_after_expansion",
-          "distinct_histories", "seconds", "read_seconds", "expand_seconds", "lm_seconds", "search_seconds")
+          "distinct_histories", "seconds", "wall_seconds", "read_seconds", "expand_seconds", "lm_seconds", "search_seconds")
 
 
 def _lines(path: str) -> List[str]:
@@ -40,7 +40,7 @@ def merge_runs(dirs: Sequence[str], out: str, ref: Optional[str] = None) -> Dict
                 f.writelines(_lines(os.path.join(d, name)))
     metrics: Dict[str, Any] = {k: sum(m.get(k) or 0 for m in shard_metrics) for k in SUMMED}
     metrics.update(shards=len(dirs), method=shard_metrics[0]["method"], device=shard_metrics[0]["device"],
-                   arcs_per_s=metrics["arcs_after_expansion"] / max(metrics["seconds"] - metrics["read_seconds"], 1e-9),
+                   arcs_per_s=metrics["arcs_after_expansion"] / max(metrics["seconds"], 1e-9),
                    pruned={u: p for m in shard_metrics for u, p in (m.get("pruned") or {}).items()},
                    shard_metrics=shard_metrics)
     if ref:
