@@ -179,4 +179,11 @@ $(BENCH_RESCORE_DIR)/%/metrics.json: $(BENCH_RESCORE_LM) | $(DECODE_DIR)/lats/.d
 $(BENCH_RESCORE_DIR)/exactness.json: $(BENCH_RESCORE_LM) | $(DECODE_DIR)/lats/.done
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/rescore_exactness.py --lm $< --out $@ --max-arcs 200000 $(DECODE_DIR)/lats
 
-bench-rescore: $(BENCH_RESCORE_DIR)/afp/metrics.json $(BENCH_RESCORE_DIR)/nbest-exact/metrics.json $(BENCH_RESCORE_DIR)/exactness.json
+AMI_LATTICES ?= ../shared/data/lattices/ami-ihm
+
+$(BENCH_RESCORE_DIR)/exactness-ami.json: $(BENCH_RESCORE_LM) | $(VENV)/.installed
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/rescore_exactness.py --lm $< --out $@ --paths 200 --max-arcs 200000 \
+	  $(wildcard $(AMI_LATTICES)/*.lat*)
+
+bench-rescore: $(BENCH_RESCORE_DIR)/afp/metrics.json $(BENCH_RESCORE_DIR)/nbest-exact/metrics.json \
+               $(BENCH_RESCORE_DIR)/exactness.json $(BENCH_RESCORE_DIR)/exactness-ami.json

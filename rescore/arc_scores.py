@@ -12,14 +12,18 @@ from .expand import PAD, Expansion, unique_rows
 
 
 def lm_ids_for_symbols(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
-    """``[max symbol id + 1]`` int64: the LM id of each lattice word (``<unk>`` if the LM lacks it).
+    """``[max symbol id + 1]`` int64: the LM id of each lattice word.
 
-    Id 0 (epsilon) maps to 0; it is never scored.
+    A word is looked up as written, then lower-cased, then upper-cased (lattices and LM text
+    often differ only in case, e.g. AMI/LibriSpeech upper case vs pocketsphinx lower case), and
+    maps to ``<unk>`` when none is in the LM. Id 0 (epsilon) maps to 0; it is never scored.
     """
     table = torch.zeros(max(symbols.ids) + 1, dtype=torch.long)
     for sym_id in symbols.ids:
         if sym_id > 0:
-            table[sym_id] = vocab.word2id.get(symbols.get(sym_id), vocab.unk_id)
+            word = symbols.get(sym_id)
+            found = (vocab.word2id.get(w) for w in (word, word.lower(), word.upper()))
+            table[sym_id] = next((i for i in found if i is not None), vocab.unk_id)
     return table
 
 

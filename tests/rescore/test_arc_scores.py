@@ -26,6 +26,12 @@ def lm_and_vocab(k: int, mode: str = "afp"):
     return model.double().eval(), vocab
 
 
+def test_lattice_words_map_to_lm_ids_case_insensitively():
+    _, vocab = lm_and_vocab(1)
+    symbols = k2.SymbolTable.from_str("<eps> 0\nW1 1\nw3 2\nW9 3")
+    assert lm_ids_for_symbols(symbols, vocab).tolist() == [0, vocab.word2id["w1"], vocab.word2id["w3"], vocab.unk_id]
+
+
 def test_right_align():
     rows = torch.tensor([[-1, -1, 5], [-1, 4, 5], [3, 4, 5]])
     aligned, lengths = right_align(rows)
