@@ -1,0 +1,95 @@
+"""Time the rescoring LM pass alone, on any device, without k2 at timing time.
+
+The GPU machine has no k2, so the work is split in two:
+
+1. ``dump`` (needs k2): read and expand lattices exactly as ``afp-rescore`` does and save the
+   distinct histories, the pair -> history map and the words to a ``.pt`` file::
+
+       python bench/lm_pass.py dump --lm model.pt --out pairs.pt [--max-arcs N] LATTICES...
+
+2. ``time`` (torch only): load the dump and a checkpoint, time ``score_unique_histories``
+   (median of ``--repeat`` runs after a warm-up, CUDA synchronised) and report expanded arcs/s::
+
+       PYTHONPATH=. python bench/lm_pass.py time --lm model.pt --pairs pairs.pt --device cuda
+"""
+import json
+import statistics
+import time
+
+import click
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.distributed import resolve_device
+from models.scoring import score_unique_histories
+
+
+@click.group()
+def main() -> None:
+    """Dump expanded-lattice histories (k2) or time the LM pass over them (no k2)."""
+
+
+@main.command()
+@click.argument("lattices", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--lm", required=True, type=click.Path(exists=True, dir_okay=False), help="AFP checkpoint (for K and the vocabulary).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Dump file (.pt).")
+@click.option("--max-arcs", default=200000, show_default=True, help="As afp-rescore --max-arcs.")
+def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
+    """Expand LATTICES and save the LM pass's inputs."""
+    from lattices.reader import read_lattices
+    from lattices.validate import validate_batch
+    from rescore.arc_scores import lm_ids_for_symbols, right_align
+    from rescore.expand import unique_rows
+    from rescore.fit import expand_within
+
+    model, vocab, _ = load_checkpoint(lm)
+    batch, _ = read_lattices(list(lattices))
+    batch, _ = validate_batch(batch)
+    lm_ids = lm_ids_for_symbols(batch.symbols, vocab)
+    labels = batch.fsas.labels.long()
+    hist_labels = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.zeros_like(labels))
+    exp, _, _ = expand_within(batch.fsas, model.config.iterations, vocab.bos_id, hist_labels, max_arcs)
+    arc_labels = exp.fsas.labels.long()
+    scored = arc_labels != 0
+    words = torch.where(arc_labels > 0, lm_ids[arc_labels.clamp(min=0)], torch.full_like(arc_labels, vocab.eos_id))[scored]
+    uniq, inverse = unique_rows(exp.histories[scored].numpy())
+    histories, lengths = right_align(torch.from_numpy(uniq))
+    torch.save({"histories": histories, "lengths": lengths, "inverse": torch.from_numpy(inverse), "words": words,
+                "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept)}, out)
+    click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {histories.shape[0]} distinct histories")
+
+
+@main.command("time")
+@click.option("--lm", required=True, type=click.Path(exists=True, dir_okay=False), help="AFP checkpoint.")
+@click.option("--pairs", required=True, type=click.Path(exists=True, dir_okay=False), help="File written by `dump`.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Device.")
+@click.option("--max-batch", default=4096, show_default=True, help="Distinct histories per LM chunk.")
+@click.option("--repeat", default=3, show_default=True, help="Timed runs (median reported).")
+def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int) -> None:
+    """Print one JSON line: seconds, expanded arcs/s, histories/s."""
+    dev = resolve_device(device)
+    model, _, _ = load_checkpoint(lm, str(dev))
+    d = torch.load(pairs)
+    args = (d["histories"], d["lengths"], d["inverse"], d["words"])
+
+    def once() -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        out = score_unique_histories(model, *args, max_batch=max_batch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        assert torch.isfinite(out).all()
+        return time.perf_counter() - t0
+
+    once()  # warm-up
+    sec = statistics.median(once() for _ in range(repeat))
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    click.echo(json.dumps({"device": name, "torch": torch.__version__, "seconds": sec, "lattices": d["lattices"],
+                           "expanded_arcs": d["expanded_arcs"], "distinct_histories": int(d["histories"].shape[0]),
+                           "arcs_per_s": d["expanded_arcs"] / sec, "histories_per_s": d["histories"].shape[0] / sec,
+                           "max_batch": max_batch, "config": model.config.to_dict()}))
+
+
+if __name__ == "__main__":
+    main()
