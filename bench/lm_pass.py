@@ -38,25 +38,24 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
     """Expand LATTICES and save the LM pass's inputs."""
     from lattices.reader import read_lattices
     from lattices.validate import validate_batch
-    from rescore.arc_scores import lm_ids_for_symbols, right_align
-    from rescore.expand import unique_rows
+    from rescore import arc_scores
     from rescore.fit import expand_within
+    from rescore.scorers import load_scorer
 
-    model, vocab, _ = load_checkpoint(lm)
+    scorer = load_scorer(lm)
     batch, _ = read_lattices(list(lattices))
     batch, _ = validate_batch(batch)
-    lm_ids = lm_ids_for_symbols(batch.symbols, vocab)
-    labels = batch.fsas.labels.long()
-    hist_labels = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.zeros_like(labels))
-    exp, _, _ = expand_within(batch.fsas, model.config.iterations, vocab.bos_id, hist_labels, max_arcs)
-    arc_labels = exp.fsas.labels.long()
-    scored = arc_labels != 0
-    words = torch.where(arc_labels > 0, lm_ids[arc_labels.clamp(min=0)], torch.full_like(arc_labels, vocab.eos_id))[scored]
-    uniq, inverse = unique_rows(exp.histories[scored].numpy())
-    histories, lengths = right_align(torch.from_numpy(uniq))
-    torch.save({"histories": histories, "lengths": lengths, "inverse": torch.from_numpy(inverse), "words": words,
-                "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept)}, out)
-    click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {histories.shape[0]} distinct histories")
+    exp, _, _ = expand_within(batch.fsas, scorer.context, max(batch.symbols.ids) + 1, None, max_arcs)
+    saved = {}
+
+    def capture(histories, lengths, inverse, words, *args):  # record what the pipeline would score
+        saved.update(histories=histories, lengths=lengths, inverse=inverse, words=words)
+        return torch.zeros(words.shape[0])
+
+    scorer.score = capture  # type: ignore[assignment]
+    arc_scores.arc_lm_scores(exp, scorer, arc_scores.token_table(batch.symbols, scorer.vocab))
+    torch.save({**saved, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept)}, out)
+    click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {saved['histories'].shape[0]} distinct histories")
 
 
 @main.command("time")

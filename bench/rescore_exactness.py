@@ -16,10 +16,10 @@ import torch
 from lattices.reader import read_lattices
 from lattices.validate import arc_arrays, validate_batch
 from models.atomic import atomic_open
-from models.checkpoint import load_checkpoint
 from models.scoring import sentence_log_probs
-from rescore.arc_scores import afp_arc_scores, lm_ids_for_symbols
+from rescore.arc_scores import arc_lm_scores, lm_ids_for_symbols, token_table
 from rescore.fit import expand_within
+from rescore.scorers import load_scorer
 
 
 @click.command(context_settings={"show_default": True})
@@ -31,15 +31,14 @@ from rescore.fit import expand_within
 @click.option("--seed", default=0, help="Sampling seed.")
 def main(lattices, lm: str, out: str, paths: int, max_arcs: int, seed: int) -> None:
     """Check sum(arc scores) == log P(words) on sampled paths of every expanded lattice."""
-    model, vocab, _ = load_checkpoint(lm)
+    scorer = load_scorer(lm)
+    model, vocab = scorer.model, scorer.vocab
     batch, _ = read_lattices(list(lattices))
     batch, _ = validate_batch(batch)
     t0 = time.perf_counter()
     lm_ids = lm_ids_for_symbols(batch.symbols, vocab)
-    labels = batch.fsas.labels.long()
-    hist = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.zeros_like(labels))
-    exp, _, failures = expand_within(batch.fsas, model.config.iterations, vocab.bos_id, hist, max_arcs)
-    scores, distinct = afp_arc_scores(exp, model, vocab, lm_ids)
+    exp, _, failures = expand_within(batch.fsas, scorer.context, max(batch.symbols.ids) + 1, None, max_arcs)
+    scores, distinct = arc_lm_scores(exp, scorer, token_table(batch.symbols, vocab))
     seconds = time.perf_counter() - t0
     A = arc_arrays(exp.fsas)
     rng = random.Random(seed)
@@ -59,7 +58,7 @@ def main(lattices, lm: str, out: str, paths: int, max_arcs: int, seed: int) -> N
     ref = sentence_log_probs(model, sentences, vocab.bos_id, vocab.eos_id)
     diff = (torch.tensor(sums, dtype=torch.float64) - ref).abs()
     result = {"lattices": exp.fsas.shape[0], "failed": len(failures), "sampled_paths": len(sums),
-              "order": model.config.iterations, "expanded_arcs": int(exp.fsas.num_arcs), "distinct_histories": distinct,
+              "order": scorer.context, "expanded_arcs": int(exp.fsas.num_arcs), "distinct_histories": distinct,
               "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
               "max_rel_diff": float((diff / ref.abs().clamp(min=1e-9)).max()), "mean_path_logprob": float(ref.mean()),
               "expand_and_score_seconds": seconds}

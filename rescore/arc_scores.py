@@ -1,14 +1,13 @@
-"""Score every arc of an expanded lattice batch with an AFP LM in one batched pass."""
+"""Score every arc of an expanded lattice batch with an LM (AFP or n-gram) in one batched pass."""
 from typing import Tuple
 
 import k2
 import torch
 
-from models.lm import AFPLanguageModel
-from models.scoring import score_unique_histories
 from models.vocab import Vocabulary
 
 from .expand import PAD, Expansion, unique_rows
+from .scorers import Scorer
 
 
 def lm_ids_for_symbols(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
@@ -36,18 +35,25 @@ def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return aligned.masked_fill(torch.arange(k)[None, :] >= lengths[:, None], 0), lengths
 
 
-def afp_arc_scores(
-    expansion: Expansion, model: AFPLanguageModel, vocab: Vocabulary, lm_ids: torch.Tensor, max_batch: int = 4096,
-    progress: bool = False,
-) -> Tuple[torch.Tensor, int]:
-    """``log P(word | K-token history)`` for every arc of an expansion whose histories use LM ids.
+def token_table(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
+    """``[max symbol id + 2]`` int64: LM id of every history token. Tokens are lattice symbol ids
+    (:func:`lm_ids_for_symbols`) plus one extra token, ``max symbol id + 1``, for ``<s>``."""
+    return torch.cat([lm_ids_for_symbols(symbols, vocab), torch.tensor([vocab.bos_id])])
 
-    Word arcs score their word, final arcs (label -1) score ``</s>``, epsilon arcs get 0.
+
+def arc_lm_scores(
+    expansion: Expansion, scorer: Scorer, table: torch.Tensor, max_batch: int = 4096, progress: bool = False
+) -> Tuple[torch.Tensor, int]:
+    """``log P(word | history)`` under ``scorer`` for every arc of an expansion, in one batched pass.
+
+    Word arcs score their word, final arcs (label -1) score ``</s>``, epsilon arcs get 0. Distinct
+    histories (after mapping to the LM's ids, so words it cannot tell apart merge) are scored once.
 
     Args:
-        expansion: from :func:`rescore.expand.expand_histories` with ``history_labels`` in LM ids
-            and ``bos = vocab.bos_id``.
-        lm_ids: ``[num symbols]`` lattice symbol id -> LM id (:func:`lm_ids_for_symbols`).
+        expansion: from :func:`rescore.fit.expand_within`, histories in token space (lattice
+            symbol ids, ``<s>`` = ``len(table) - 1``).
+        scorer: the LM.
+        table: ``[num tokens]`` token -> LM id (:func:`token_table`).
         max_batch: distinct histories per chunk of the LM computation.
         progress: show a progress bar over the chunks.
 
@@ -56,12 +62,13 @@ def afp_arc_scores(
     """
     labels = expansion.fsas.labels.long().cpu()
     scored = labels != 0
-    words = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.full_like(labels, vocab.eos_id))[scored]
+    words = torch.where(labels > 0, table[labels.clamp(min=0)], torch.full_like(labels, scorer.vocab.eos_id))[scored]
     out = torch.zeros(labels.shape[0], dtype=torch.float32)
     if not words.numel():
         return out, 0
-    uniq, inverse = unique_rows(expansion.histories[scored].numpy())
+    rows = expansion.histories[scored]
+    rows = torch.where(rows == PAD, rows, table[rows.clamp(min=0)])
+    uniq, inverse = unique_rows(rows.numpy())
     hist, lengths = right_align(torch.from_numpy(uniq))
-    out[scored] = score_unique_histories(model, hist, lengths, torch.from_numpy(inverse), words, max_batch=max_batch,
-                                          progress=progress).float().cpu()
+    out[scored] = scorer.score(hist, lengths, torch.from_numpy(inverse), words, max_batch, progress)
     return out, int(uniq.shape[0])

@@ -24,7 +24,9 @@ def _floats(ctx, param, value: Optional[str]):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("lattices", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--lm", required=True, type=INPUT, help="AFP LM checkpoint (model.pt from afp-train-lm).")
+@click.option("--lm", required=True, type=INPUT, help="The new LM: an afp-train-lm checkpoint (model.pt) or an ARPA n-gram (.arpa[.gz]).")
+@click.option("--old-lm", type=INPUT, default=None,
+              help="ARPA n-gram (or checkpoint) whose scores replace the lattices' LM scores before interpolation.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format (auto: from the content).")
 @click.option("--words", type=INPUT, help="words.txt of the lattices (Kaldi lattices need it unless one lies beside them).")
@@ -49,9 +51,10 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--lattice-format", type=click.Choice(["k2", "slf", "kaldi"]), default=None, help="Format of --write-lattices [default: the input's].")
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def rescore_command(lattices, lm, out, fmt, words, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
+def rescore_command(lattices, lm, old_lm, out, fmt, words, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
                     method, iterations, device, max_arcs, max_batch, shard, write_lattices, lattice_format, force, progress) -> None:
-    """Rescore LATTICES (files, directories or @lists of k2, HTK SLF or Kaldi lattices) with an AFP LM.
+    """Rescore LATTICES (files, directories or @lists of k2, HTK SLF or Kaldi lattices) with an AFP LM
+    (or an ARPA n-gram).
 
     Writes OUT/text (1-best), OUT/nbest.jsonl, OUT/hyps.supervisions.jsonl.gz, OUT/failures.txt,
     OUT/metrics.json (last: a finished job is skipped on rerun) and, with --ref, OUT/wer.txt.
@@ -59,7 +62,7 @@ def rescore_command(lattices, lm, out, fmt, words, am_scale, lm_scale, word_pena
     """
     try:
         opts = RunOptions(
-            lattices=list(lattices), lm=lm, out=out, fmt=fmt, words=words, am_scale=am_scale, lm_scale=lm_scale,
+            lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words, am_scale=am_scale, lm_scale=lm_scale,
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
             lattice_format=lattice_format, device=device, force=force,
             rescore=RescoreOptions(method=method, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,

@@ -20,12 +20,11 @@ import torch
 from lattices.lattice_batch import LatticeBatch
 from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
-from models.lm import AFPLanguageModel
-from models.vocab import Vocabulary
 
-from .arc_scores import afp_arc_scores, lm_ids_for_symbols
+from .arc_scores import arc_lm_scores, token_table
 from .fit import expand_within
 from .nbest_exact import rescore_nbest_exact
+from .scorers import Scorer
 
 Scales = Tuple[float, float, float]  # (am_scale, lm_scale, word_penalty)
 METHODS = ("afp", "nbest-exact")
@@ -100,11 +99,11 @@ def scaled(fsas: k2.Fsa, scales: Sequence[Scales]) -> k2.Fsa:
     return out
 
 
-def _score_arcs_bounded(expansion, model, vocab, lm_ids, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
-    """:func:`afp_arc_scores`, halving ``max_batch`` on CUDA out-of-memory."""
+def _score_arcs_bounded(expansion, scorer: Scorer, table, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
+    """:func:`arc_lm_scores`, halving ``max_batch`` on CUDA out-of-memory."""
     while True:
         try:
-            return afp_arc_scores(expansion, model, vocab, lm_ids, max_batch, progress)
+            return arc_lm_scores(expansion, scorer, table, max_batch, progress)
         except torch.cuda.OutOfMemoryError:
             if max_batch <= 1:
                 raise
@@ -112,24 +111,26 @@ def _score_arcs_bounded(expansion, model, vocab, lm_ids, max_batch: int, progres
             max_batch //= 2
 
 
-def _afp(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
-    order = opts.order or (model.config.iterations if model.config.mode == "afp" else None)
-    if order is None:
+def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+    contexts = [scorer.context] + ([old.context] if old is not None else [])
+    if opts.order is None and scorer.context is None:
         raise ValueError("the LM was trained with BPTT (exact mode): give the expansion order K (--iterations) "
                          "to run it as AFP-K, or use --method nbest-exact")
+    order = opts.order or max(c for c in contexts if c is not None)
     t0 = time.perf_counter()
-    lm_ids = lm_ids_for_symbols(batch.symbols, vocab)
-    labels = batch.fsas.labels.long()
-    history_labels = torch.where(labels > 0, lm_ids[labels.clamp(min=0)], torch.zeros_like(labels))
-    expansion, pruned, fit_failures = expand_within(scaled(batch.fsas, scales), order, vocab.bos_id, history_labels, opts.max_arcs)
+    bos_token = max(batch.symbols.ids) + 1  # histories are lattice symbol ids, so any LM can score them
+    expansion, pruned, fit_failures = expand_within(scaled(batch.fsas, scales), order, bos_token, None, opts.max_arcs)
     t1 = time.perf_counter()
-    afp_lm, distinct = _score_arcs_bounded(expansion, model, vocab, lm_ids, opts.max_batch, opts.progress)
+    new_lm, distinct = _score_arcs_bounded(expansion, scorer, token_table(batch.symbols, scorer.vocab), opts.max_batch, opts.progress)
+    old_lm = expansion.fsas.lm_scores
+    if old is not None:
+        old_lm, _ = _score_arcs_bounded(expansion, old, token_table(batch.symbols, old.vocab), opts.max_batch, opts.progress)
     t2 = time.perf_counter()
 
     fsas = expansion.fsas.clone()
-    fsas.old_lm_scores = expansion.fsas.lm_scores
-    fsas.afp_lm_scores = afp_lm
-    fsas.lm_scores = (1.0 - opts.interpolate) * fsas.old_lm_scores + opts.interpolate * afp_lm
+    fsas.old_lm_scores = old_lm
+    fsas.afp_lm_scores = new_lm
+    fsas.lm_scores = (1.0 - opts.interpolate) * old_lm + opts.interpolate * new_lm
     fsas.scores = fsas.am_scores + fsas.lm_scores
     kept = expansion.kept
     kept_scales = [scales[i] for i in kept]
@@ -148,7 +149,10 @@ def _afp(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales
     return out
 
 
-def _nbest_exact(batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+    if scorer.model is None or old is not None:
+        raise ValueError("--method nbest-exact needs an afp-train-lm checkpoint as --lm and no --old-lm (not supported yet)")
+    model, vocab = scorer.model, scorer.vocab
     t0 = time.perf_counter()
     hyps = rescore_nbest_exact(batch.fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=scales)
     t1 = time.perf_counter()
@@ -178,15 +182,17 @@ def _drop_non_finite(batch: LatticeBatch) -> Tuple[LatticeBatch, List[Tuple[str,
 
 
 def rescore_batch(
-    batch: LatticeBatch, model: AFPLanguageModel, vocab: Vocabulary, scales: Sequence[Scales], opts: RescoreOptions
+    batch: LatticeBatch, scorer: Scorer, scales: Sequence[Scales], opts: RescoreOptions, old: Optional[Scorer] = None
 ) -> RescoreOutput:
-    """Rescore every lattice of ``batch`` (not modified) with ``model``.
+    """Rescore every lattice of ``batch`` (not modified) with the LM ``scorer``.
 
     Args:
         batch: lattices ``[utt][state][arc]`` as :func:`lattices.reader.read_lattices` returns them.
-        model, vocab: the LM (on the device to use) and its vocabulary.
+        scorer: the new LM (:func:`rescore.scorers.load_scorer`: AFP checkpoint or ARPA n-gram).
         scales: per utterance ``(am_scale, lm_scale, word_penalty)``.
         opts: see :class:`RescoreOptions`.
+        old: an LM that supplies (replaces) the lattices' old LM scores before interpolation,
+            e.g. the recognizer's n-gram when the lattices carry none.
 
     Returns:
         A :class:`RescoreOutput`; bad utterances (cycle, no complete path, expansion that cannot be
@@ -201,9 +207,8 @@ def rescore_batch(
     good_scales = [scales[index[u]] for u in good.utt_ids]
     if len(good) == 0:
         return RescoreOutput([], [], failures=list(problems))
-    model.eval()
     run = _afp if opts.method == "afp" else _nbest_exact
-    out = run(good, model, vocab, good_scales, opts)
+    out = run(good, scorer, old, good_scales, opts)
     out.failures = list(problems) + out.failures
     out.stats["seconds"] = sum(v for k, v in out.stats.items() if k.endswith("_seconds"))
     return out

@@ -10,11 +10,11 @@ from lattices.oracle import read_references
 from lattices.reader import expand_paths, read_lattices
 from lattices.validate import select_lattices
 from lattices.writer import write_lattices
-from models.checkpoint import load_checkpoint
 from models.distributed import resolve_device
 
 from .outputs import nbest_records, words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
 from .pipeline import RescoreOptions, RescoreOutput, rescore_batch
+from .scorers import load_scorer
 from .wer import wer_details, write_errs_file, write_wer_summary
 
 DONE = "metrics.json"  # written last: its presence marks a finished job
@@ -27,6 +27,7 @@ class RunOptions:
     lattices: List[str]
     lm: str
     out: str
+    old_lm: Optional[str] = None
     fmt: str = "auto"
     words: Optional[str] = None
     am_scale: Optional[float] = None
@@ -105,14 +106,15 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
             return {**json.load(f), "skipped": True}
     t0 = time.perf_counter()
     device = resolve_device(opts.device)
-    model, vocab, _ = load_checkpoint(opts.lm, str(device))
+    scorer = load_scorer(opts.lm, str(device))
+    old = load_scorer(opts.old_lm, str(device)) if opts.old_lm else None
     batch, failures = _read_shard(opts)
     scales, _ = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
     t_read = time.perf_counter() - t0
     rescore_opts = opts.rescore
     if opts.write_lattices:
         rescore_opts = RescoreOptions(**{**rescore_opts.__dict__, "keep_lattices": True})
-    out = rescore_batch(batch, model, vocab, scales, rescore_opts) if len(batch) else RescoreOutput([], [])
+    out = rescore_batch(batch, scorer, scales, rescore_opts, old) if len(batch) else RescoreOutput([], [])
     failures += out.failures
 
     os.makedirs(opts.out, exist_ok=True)
@@ -127,7 +129,7 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     stats = out.stats
     wall = time.perf_counter() - t0
     metrics: Dict[str, Any] = {
-        "method": rescore_opts.method, "device": str(device), "lm": opts.lm, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
+        "method": rescore_opts.method, "device": str(device), "lm": opts.lm, "old_lm": opts.old_lm, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
         "utterances_done": len(out.utt_ids), "utterances_failed": len(failures), "interpolate": rescore_opts.interpolate,
         "nbest": rescore_opts.nbest, "read_seconds": t_read, "wall_seconds": wall, **stats,
         # rescoring throughput: expanded arcs over the rescoring seconds (reading/loading excluded)

@@ -9,7 +9,8 @@ from models.config import LMConfig
 from models.lm import AFPLanguageModel
 from models.scoring import sentence_log_probs
 from models.vocab import Vocabulary
-from rescore.arc_scores import afp_arc_scores, lm_ids_for_symbols, right_align
+from rescore.arc_scores import arc_lm_scores, lm_ids_for_symbols, right_align, token_table
+from rescore.scorers import Scorer
 from rescore.expand import expand_histories
 from tests.lattice_utils import NUM_WORDS, enumerate_paths, fsa_from_arcs, make_symbols, random_lattice_arcs
 
@@ -47,9 +48,8 @@ def test_sum_of_expanded_arc_scores_is_the_sentence_log_probability(k):
     rng = random.Random(10 + k)
     vec = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng)) for _ in range(25)])
     lm_ids = lm_ids_for_symbols(symbols, vocab)
-    hist_labels = torch.where(vec.labels > 0, lm_ids[vec.labels.long().clamp(min=0)], torch.zeros_like(vec.labels.long()))
-    exp = expand_histories(vec, k, vocab.bos_id, history_labels=hist_labels)
-    scores, distinct = afp_arc_scores(exp, model, vocab, lm_ids, max_batch=16)
+    exp = expand_histories(vec, k, bos=max(symbols.ids) + 1)  # histories in lattice-symbol token space
+    scores, distinct = arc_lm_scores(exp, Scorer("test", vocab, k, model=model), token_table(symbols, vocab), max_batch=16)
     assert 0 < distinct <= exp.fsas.num_arcs
     splits = exp.fsas.arcs.row_splits(2)[exp.fsas.arcs.row_splits(1).long()].tolist()
     sentences, sums = [], []

@@ -23,6 +23,33 @@ from rescore.merge_cli import merge_command
 from rescore.run import parse_shard
 from tests.lattice_utils import enumerate_paths, fsa_from_arcs, make_symbols, random_lattice_arcs
 
+ARPA = """\\data\\
+ngram 1=8
+ngram 2=4
+ngram 3=2
+
+\\1-grams:
+-0.9 <s> -0.4
+-0.7 </s>
+-2.0 <unk>
+-0.6 w1 -0.3
+-0.8 w2 -0.2
+-1.0 w3 -0.5
+-1.2 w4 -0.1
+-1.5 w5
+
+\\2-grams:
+-0.2 <s> w1 -0.1
+-0.3 w1 w2 -0.2
+-0.5 w2 w3
+-0.4 w3 </s>
+
+\\3-grams:
+-0.1 <s> w1 w2
+-0.2 w1 w2 w3
+
+\\end\\
+"""
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LM_SCALE, WP = 2.0, -0.5
 
@@ -39,7 +66,8 @@ def setup(tmp_path_factory):
     write_lattices(batch, str(lats), "slf")
     (tmp / "ref.txt").write_text("".join(f"utt{i} w1 w2 w3\n" for i in range(6)))
     vocab = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3)] + [(f"w{i}", 3 + i) for i in range(1, 6)])
-    lms = {}
+    lms = {"arpa": str(tmp / "lm.arpa")}
+    (tmp / "lm.arpa").write_text(ARPA)
     for name, k in (("afp2", 2), ("long", 50)):
         torch.manual_seed(k)
         model = AFPLanguageModel(LMConfig(vocab_size=vocab.size, embed=8, hidden=8, cell="gru", iterations=k))
@@ -61,11 +89,24 @@ def read_text(path):
     return dict((line.split()[0], line.split()[1:]) for line in open(path) if line.strip())
 
 
-def brute_force_best(lats_dir, lm_path):
-    """Best word sequence per utterance: max over paths of am + LM_SCALE*log P_afp(words) + WP*len."""
+def afp_logprob(lm_path):
     from models.checkpoint import load_checkpoint
 
     model, vocab, _ = load_checkpoint(lm_path)
+    return lambda seqs: sentence_log_probs(model, [vocab.encode(s) for s in seqs], vocab.bos_id, vocab.eos_id)
+
+
+def arpa_logprob(path):
+    from models.ngram import NgramLM
+
+    lm = NgramLM.from_arpa(path)
+    return lambda seqs: torch.tensor([lm.sentence_log_prob(list(s)) for s in seqs], dtype=torch.float64)
+
+
+def brute_force_best(lats_dir, lm_path, logprob=None):
+    """Best word sequence per utterance: max over paths of am + LM_SCALE*log P(words) + WP*len,
+    with log P = ``logprob(word sequences)`` (default: the AFP checkpoint ``lm_path``)."""
+    logprob = logprob or afp_logprob(lm_path)
     batch, _ = read_lattices([lats_dir])
     best = {}
     for i, utt in enumerate(batch.utt_ids):
@@ -76,7 +117,7 @@ def brute_force_best(lats_dir, lm_path):
             am = sum(float(fsa.am_scores[a]) for a in path)
             cands[words] = max(cands.get(words, -1e30), am)
         seqs = list(cands)
-        lp = sentence_log_probs(model, [vocab.encode(s) for s in seqs], vocab.bos_id, vocab.eos_id)
+        lp = logprob(seqs)
         totals = [cands[s] + LM_SCALE * float(lp[j]) + WP * len(s) for j, s in enumerate(seqs)]
         best[utt] = list(seqs[max(range(len(seqs)), key=totals.__getitem__)])
     return best
@@ -183,8 +224,8 @@ def test_make_rescore_runs_shards_in_parallel_and_resumes(setup, tmp_path):
 
 
 def test_non_finite_scores_fail_only_that_utterance(setup):
-    from models.checkpoint import load_checkpoint
     from rescore.pipeline import RescoreOptions, rescore_batch
+    from rescore.scorers import load_scorer
 
     _, lats, lms = setup
     batch, _ = read_lattices([lats])
@@ -192,9 +233,24 @@ def test_non_finite_scores_fail_only_that_utterance(setup):
     am[0] = float("nan")  # first arc of utt0
     fsas = batch.fsas.clone()
     fsas.am_scores = am
-    model, vocab, _ = load_checkpoint(lms["afp2"])
-    out = rescore_batch(LatticeBatch(fsas, batch.utt_ids, batch.symbols, batch.headers), model, vocab,
+    out = rescore_batch(LatticeBatch(fsas, batch.utt_ids, batch.symbols, batch.headers), load_scorer(lms["afp2"]),
                         [(1.0, 1.0, 0.0)] * len(batch), RescoreOptions())
     assert out.failures == [("utt0", "NaN or infinite acoustic/LM score on an arc")]
     assert out.utt_ids == [f"utt{i}" for i in range(1, 6)]
     assert torch.isnan(fsas.am_scores[0])  # input untouched
+
+
+def test_arpa_as_the_new_lm_and_as_the_old_lm(setup, tmp_path):
+    tmp, lats, lms = setup
+    out = str(tmp_path / "arpa")
+    r = run(*common(out, lms["arpa"], lats))  # a 3-gram: expansion order 2
+    assert r.exit_code == 0, r.stderr
+    assert json.load(open(os.path.join(out, "metrics.json")))["order"] == 2
+    assert read_text(os.path.join(out, "text")) == brute_force_best(lats, None, arpa_logprob(lms["arpa"]))
+    mixed = str(tmp_path / "mixed")
+    r = run(*common(mixed, lms["afp2"], "--old-lm", lms["arpa"], "--interpolate", 0.3, lats))
+    assert r.exit_code == 0, r.stderr
+    afp, ngram = afp_logprob(lms["afp2"]), arpa_logprob(lms["arpa"])
+    both = lambda seqs: 0.7 * ngram(seqs) + 0.3 * afp(seqs)  # noqa: E731
+    assert read_text(os.path.join(mixed, "text")) == brute_force_best(lats, None, both)
+    assert json.load(open(os.path.join(mixed, "metrics.json")))["old_lm"] == lms["arpa"]

@@ -1,0 +1,67 @@
+"""The language models rescoring can use, behind one interface: AFP checkpoints and ARPA n-grams.
+
+Both score ``log P(word | history)`` for deduplicated histories in one batched call, and both are
+finite-context models: an AFP-K model needs the last K tokens, an order-n n-gram the last n-1.
+"""
+import gzip
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.lm import AFPLanguageModel
+from models.ngram import NgramLM
+from models.scoring import score_unique_histories
+from models.vocab import Vocabulary
+
+
+@dataclass
+class Scorer:
+    """A loaded LM.
+
+    Attributes:
+        name: the file it came from.
+        vocab: its vocabulary (ids of histories and words passed to :meth:`score`).
+        context: tokens of history it needs (None for a full-history model run exactly).
+        model: the AFP module, or None for an n-gram.
+        ngram: the n-gram model, or None for an AFP module.
+    """
+
+    name: str
+    vocab: Vocabulary
+    context: Optional[int]
+    model: Optional[AFPLanguageModel] = None
+    ngram: Optional[NgramLM] = None
+
+    def score(self, histories: torch.Tensor, lengths: torch.Tensor, inverse: torch.Tensor, words: torch.Tensor,
+              max_batch: int = 4096, progress: bool = False) -> torch.Tensor:
+        """``log P(words[i] | histories[inverse[i]])``: histories ``[U, T]`` right-padded,
+        lengths ``[U]``, inverse and words ``[N]``; returns ``[N]`` float32 on the CPU."""
+        if self.ngram is not None:
+            return self.ngram.score(histories, lengths, inverse, words).float()
+        assert self.model is not None
+        return score_unique_histories(self.model, histories, lengths, inverse, words, max_batch=max_batch,
+                                      progress=progress).float().cpu()
+
+
+def is_arpa(path: str) -> bool:
+    """Whether ``path`` (plain or gzip) starts like an ARPA file (``\\data\\`` before any n-gram)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    with opener(path, "rb") as f:
+        return b"\\data\\" in f.read(65536)
+
+
+def load_scorer(path: str, device: str = "cpu") -> Scorer:
+    """Load an ARPA n-gram (detected from the content) or an afp-train-lm checkpoint.
+
+    Raises:
+        ValueError: naming ``path`` when it is neither.
+    """
+    if is_arpa(path):
+        lm = NgramLM.from_arpa(path)
+        return Scorer(path, lm.vocab, max(lm.order - 1, 1), ngram=lm)
+    model, vocab, _ = load_checkpoint(path, device)
+    return Scorer(path, vocab, model.config.iterations if model.config.mode == "afp" else None, model=model)
