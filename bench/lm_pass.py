@@ -38,14 +38,12 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
     """Expand LATTICES and save the LM pass's inputs."""
     from lattices.reader import read_lattices
     from lattices.validate import validate_batch
-    from rescore import arc_scores
-    from rescore.fit import expand_within
+    from rescore.pipeline import expand_and_score
     from rescore.scorers import load_scorer
 
     scorer = load_scorer(lm)
     batch, _ = read_lattices(list(lattices))
     batch, _ = validate_batch(batch)
-    exp, _, _ = expand_within(batch.fsas, scorer.context, max(batch.symbols.ids) + 1, None, max_arcs)
     saved = {}
 
     def capture(histories, lengths, inverse, words, *args):  # record what the pipeline would score
@@ -53,7 +51,7 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
         return torch.zeros(words.shape[0])
 
     scorer.score = capture  # type: ignore[assignment]
-    arc_scores.arc_lm_scores(exp, scorer, arc_scores.token_table(batch.symbols, scorer.vocab))
+    exp = expand_and_score(batch.fsas, batch.symbols, [scorer], scorer.context, max_arcs).expansion
     torch.save({**saved, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept)}, out)
     click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {saved['histories'].shape[0]} distinct histories")
 

@@ -17,8 +17,8 @@ from lattices.reader import read_lattices
 from lattices.validate import arc_arrays, validate_batch
 from models.atomic import atomic_open
 from models.scoring import sentence_log_probs
-from rescore.arc_scores import arc_lm_scores, lm_ids_for_symbols, token_table
-from rescore.fit import expand_within
+from rescore.arc_scores import lm_ids_for_symbols
+from rescore.pipeline import expand_and_score
 from rescore.scorers import load_scorer
 
 
@@ -37,8 +37,8 @@ def main(lattices, lm: str, out: str, paths: int, max_arcs: int, seed: int) -> N
     batch, _ = validate_batch(batch)
     t0 = time.perf_counter()
     lm_ids = lm_ids_for_symbols(batch.symbols, vocab)
-    exp, _, failures = expand_within(batch.fsas, scorer.context, max(batch.symbols.ids) + 1, None, max_arcs)
-    scores, distinct = arc_lm_scores(exp, scorer, token_table(batch.symbols, vocab))
+    done = expand_and_score(batch.fsas, batch.symbols, [scorer], scorer.context, max_arcs)
+    exp, failures, scores, distinct = done.expansion, done.failures, done.scores[0], done.distinct
     seconds = time.perf_counter() - t0
     A = arc_arrays(exp.fsas)
     rng = random.Random(seed)

@@ -1,5 +1,5 @@
 """Score every arc of an expanded lattice batch with an LM (AFP or n-gram) in one batched pass."""
-from typing import Tuple
+from typing import List, Sequence, Tuple
 
 import k2
 import torch
@@ -35,14 +35,26 @@ def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return aligned.masked_fill(torch.arange(k)[None, :] >= lengths[:, None], 0), lengths
 
 
-def token_table(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
-    """``[max symbol id + 2]`` int64: LM id of every history token. Tokens are lattice symbol ids
-    (:func:`lm_ids_for_symbols`) plus one extra token, ``max symbol id + 1``, for ``<s>``."""
-    return torch.cat([lm_ids_for_symbols(symbols, vocab), torch.tensor([vocab.bos_id])])
+def history_tokens(symbols: k2.SymbolTable, vocabs: Sequence[Vocabulary]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    """History tokens for expansion: one token per distinct combination of the LMs' ids of a word.
+
+    Lattice words that every LM maps to the same id (e.g. two words both ``<unk>``) share a token,
+    so they never split expanded states; words any LM tells apart get different tokens.
+
+    Returns:
+        ``(token_of_symbol [max symbol id + 1] int64 (0 for epsilon), tables)`` where ``tables[j]``
+        maps every token to ``vocabs[j]``'s id; the last token (``len(tables[j]) - 1``) is ``<s>``.
+    """
+    ids = torch.stack([lm_ids_for_symbols(symbols, v) for v in vocabs], dim=1)  # [symbols, LMs]
+    combos, token = torch.unique(ids[1:], dim=0, return_inverse=True)
+    token_of_symbol = torch.cat([torch.zeros(1, dtype=torch.long), token + 1])
+    tables = [torch.cat([torch.zeros(1, dtype=torch.long), combos[:, j], torch.tensor([v.bos_id])]) for j, v in enumerate(vocabs)]
+    return token_of_symbol, tables
 
 
 def arc_lm_scores(
-    expansion: Expansion, scorer: Scorer, table: torch.Tensor, max_batch: int = 4096, progress: bool = False
+    expansion: Expansion, scorer: Scorer, symbols: k2.SymbolTable, table: torch.Tensor, max_batch: int = 4096,
+    progress: bool = False,
 ) -> Tuple[torch.Tensor, int]:
     """``log P(word | history)`` under ``scorer`` for every arc of an expansion, in one batched pass.
 
@@ -50,10 +62,11 @@ def arc_lm_scores(
     histories (after mapping to the LM's ids, so words it cannot tell apart merge) are scored once.
 
     Args:
-        expansion: from :func:`rescore.fit.expand_within`, histories in token space (lattice
-            symbol ids, ``<s>`` = ``len(table) - 1``).
+        expansion: from :func:`rescore.fit.expand_within`, histories in token space
+            (:func:`history_tokens`, ``<s>`` = ``len(table) - 1``).
         scorer: the LM.
-        table: ``[num tokens]`` token -> LM id (:func:`token_table`).
+        symbols: the lattices' word table (arc labels).
+        table: ``[num tokens]`` token -> LM id (:func:`history_tokens`).
         max_batch: distinct histories per chunk of the LM computation.
         progress: show a progress bar over the chunks.
 
@@ -62,7 +75,8 @@ def arc_lm_scores(
     """
     labels = expansion.fsas.labels.long().cpu()
     scored = labels != 0
-    words = torch.where(labels > 0, table[labels.clamp(min=0)], torch.full_like(labels, scorer.vocab.eos_id))[scored]
+    word_ids = lm_ids_for_symbols(symbols, scorer.vocab)
+    words = torch.where(labels > 0, word_ids[labels.clamp(min=0)], torch.full_like(labels, scorer.vocab.eos_id))[scored]
     out = torch.zeros(labels.shape[0], dtype=torch.float32)
     if not words.numel():
         return out, 0

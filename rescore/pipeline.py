@@ -21,8 +21,9 @@ from lattices.lattice_batch import LatticeBatch
 from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
 
-from .arc_scores import arc_lm_scores, token_table
-from .fit import expand_within
+from .arc_scores import arc_lm_scores, history_tokens
+from .expand import Expansion
+from .fit import PruneInfo, expand_within
 from .nbest_exact import rescore_nbest_exact
 from .scorers import Scorer
 
@@ -99,16 +100,52 @@ def scaled(fsas: k2.Fsa, scales: Sequence[Scales]) -> k2.Fsa:
     return out
 
 
-def _score_arcs_bounded(expansion, scorer: Scorer, table, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
+def _score_arcs_bounded(expansion, scorer: Scorer, symbols, table, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
     """:func:`arc_lm_scores`, halving ``max_batch`` on CUDA out-of-memory."""
     while True:
         try:
-            return arc_lm_scores(expansion, scorer, table, max_batch, progress)
+            return arc_lm_scores(expansion, scorer, symbols, table, max_batch, progress)
         except torch.cuda.OutOfMemoryError:
             if max_batch <= 1:
                 raise
             torch.cuda.empty_cache()
             max_batch //= 2
+
+
+@dataclass
+class ScoredExpansion:
+    """What :func:`expand_and_score` returns.
+
+    Attributes:
+        expansion, pruned, failures: as :func:`rescore.fit.expand_within` returns them.
+        scores: per LM, ``[num expanded arcs]`` float32 log-probabilities of each arc's word.
+        distinct: distinct histories the first LM scored.
+        expand_seconds, lm_seconds: time spent expanding and scoring.
+    """
+
+    expansion: Expansion
+    pruned: Dict[int, PruneInfo]
+    failures: Dict[int, str]
+    scores: List[torch.Tensor]
+    distinct: int
+    expand_seconds: float
+    lm_seconds: float
+
+
+def expand_and_score(
+    fsas: k2.Fsa, symbols: k2.SymbolTable, lms: Sequence[Scorer], order: int, max_arcs: Optional[int],
+    max_batch: int = 4096, progress: bool = False,
+) -> ScoredExpansion:
+    """Expand ``fsas`` to unique ``order``-token histories (pruning to ``max_arcs`` by the beam on
+    ``fsas.scores``) and score every expanded arc with each LM of ``lms`` in one pass per LM."""
+    t0 = time.perf_counter()
+    token_of_symbol, tables = history_tokens(symbols, [lm.vocab for lm in lms])
+    labels = fsas.labels.long()
+    tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
+    expansion, pruned, failures = expand_within(fsas, order, len(tables[0]) - 1, tokens, max_arcs)
+    t1 = time.perf_counter()
+    scored = [_score_arcs_bounded(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
+    return ScoredExpansion(expansion, pruned, failures, [s for s, _ in scored], scored[0][1], t1 - t0, time.perf_counter() - t1)
 
 
 def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
@@ -117,14 +154,10 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
         raise ValueError("the LM was trained with BPTT (exact mode): give the expansion order K (--iterations) "
                          "to run it as AFP-K, or use --method nbest-exact")
     order = opts.order or max(c for c in contexts if c is not None)
-    t0 = time.perf_counter()
-    bos_token = max(batch.symbols.ids) + 1  # histories are lattice symbol ids, so any LM can score them
-    expansion, pruned, fit_failures = expand_within(scaled(batch.fsas, scales), order, bos_token, None, opts.max_arcs)
-    t1 = time.perf_counter()
-    new_lm, distinct = _score_arcs_bounded(expansion, scorer, token_table(batch.symbols, scorer.vocab), opts.max_batch, opts.progress)
-    old_lm = expansion.fsas.lm_scores
-    if old is not None:
-        old_lm, _ = _score_arcs_bounded(expansion, old, token_table(batch.symbols, old.vocab), opts.max_batch, opts.progress)
+    lms = [scorer] + ([old] if old is not None else [])
+    done = expand_and_score(scaled(batch.fsas, scales), batch.symbols, lms, order, opts.max_arcs, opts.max_batch, opts.progress)
+    expansion, new_lm = done.expansion, done.scores[0]
+    old_lm = done.scores[1] if old is not None else expansion.fsas.lm_scores
     t2 = time.perf_counter()
 
     fsas = expansion.fsas.clone()
@@ -141,11 +174,11 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     out = RescoreOutput(utt_ids, hyps, sweep)
     if opts.keep_lattices:
         out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept])
-    out.failures = [(batch.utt_ids[i], msg) for i, msg in fit_failures.items()]
-    out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in pruned.items()}
+    out.failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
+    out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
     out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
-                 "distinct_histories": distinct, "order": order, "expand_seconds": t1 - t0, "lm_seconds": t2 - t1,
-                 "search_seconds": t3 - t2}
+                 "distinct_histories": done.distinct, "order": order, "expand_seconds": done.expand_seconds,
+                 "lm_seconds": done.lm_seconds, "search_seconds": t3 - t2}
     return out
 
 

@@ -9,9 +9,9 @@ from models.config import LMConfig
 from models.lm import AFPLanguageModel
 from models.scoring import sentence_log_probs
 from models.vocab import Vocabulary
-from rescore.arc_scores import arc_lm_scores, lm_ids_for_symbols, right_align, token_table
+from rescore.arc_scores import history_tokens, lm_ids_for_symbols, right_align
+from rescore.pipeline import expand_and_score
 from rescore.scorers import Scorer
-from rescore.expand import expand_histories
 from tests.lattice_utils import NUM_WORDS, enumerate_paths, fsa_from_arcs, make_symbols, random_lattice_arcs
 
 
@@ -33,6 +33,18 @@ def test_lattice_words_map_to_lm_ids_case_insensitively():
     assert lm_ids_for_symbols(symbols, vocab).tolist() == [0, vocab.word2id["w1"], vocab.word2id["w3"], vocab.unk_id]
 
 
+def test_history_tokens_merge_only_words_every_lm_confuses():
+    _, vocab = lm_and_vocab(1)  # knows w1..w5
+    small = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3), ("w1", 4)])
+    symbols = k2.SymbolTable.from_str("<eps> 0\nw1 1\nw6 2\nw7 3\nw2 4")
+    tok, (t_big,) = history_tokens(symbols, [vocab])
+    assert tok[2] == tok[3] and len(set(tok[1:].tolist())) == 3  # w6, w7: both <unk>
+    assert t_big[-1] == vocab.bos_id and t_big[tok[4]] == vocab.word2id["w2"]
+    tok2, (t_big2, t_small) = history_tokens(symbols, [vocab, small])
+    assert tok2[2] == tok2[3] and tok2[4] != tok2[2]  # w2 is <unk> for the small LM only: kept apart
+    assert t_small[tok2[4]] == small.unk_id and t_big2[tok2[4]] == vocab.word2id["w2"]
+
+
 def test_right_align():
     rows = torch.tensor([[-1, -1, 5], [-1, 4, 5], [3, 4, 5]])
     aligned, lengths = right_align(rows)
@@ -48,8 +60,8 @@ def test_sum_of_expanded_arc_scores_is_the_sentence_log_probability(k):
     rng = random.Random(10 + k)
     vec = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng)) for _ in range(25)])
     lm_ids = lm_ids_for_symbols(symbols, vocab)
-    exp = expand_histories(vec, k, bos=max(symbols.ids) + 1)  # histories in lattice-symbol token space
-    scores, distinct = arc_lm_scores(exp, Scorer("test", vocab, k, model=model), token_table(symbols, vocab), max_batch=16)
+    done = expand_and_score(vec, symbols, [Scorer("test", vocab, k, model=model)], k, max_arcs=None, max_batch=16)
+    exp, scores, distinct = done.expansion, done.scores[0], done.distinct
     assert 0 < distinct <= exp.fsas.num_arcs
     splits = exp.fsas.arcs.row_splits(2)[exp.fsas.arcs.row_splits(1).long()].tolist()
     sentences, sums = [], []
