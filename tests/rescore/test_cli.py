@@ -254,3 +254,15 @@ def test_arpa_as_the_new_lm_and_as_the_old_lm(setup, tmp_path):
     both = lambda seqs: 0.7 * ngram(seqs) + 0.3 * afp(seqs)  # noqa: E731
     assert read_text(os.path.join(mixed, "text")) == brute_force_best(lats, None, both)
     assert json.load(open(os.path.join(mixed, "metrics.json")))["old_lm"] == lms["arpa"]
+
+
+def test_read_failures_inside_a_sharded_file_are_reported_once(tmp_path):
+    from rescore.run import RunOptions, _read_shard
+
+    (tmp_path / "words.txt").write_text("<eps> 0\nw1 1\nw2 2\n")
+    ark = tmp_path / "lats.ark"  # utt2 has a cycle: a read failure inside a multi-utterance file
+    ark.write_text("utt1\n0 1 1 1.0,2.0,\n1 2 2 1.0,1.0,\n2 0,0,\n\nutt2\n0 1 1 1.0,1.0,\n1 0 2 1.0,1.0,\n1 0,0,\n\n"
+                   "utt3\n0 1 2 0.5,0.5,\n1 0,0,\n\n")
+    shards = [_read_shard(RunOptions(lattices=[str(ark)], lm="unused", out="unused", shard=(i, 2))) for i in range(2)]
+    assert [b.utt_ids for b, _ in shards] == [["utt1"], ["utt3"]]
+    assert [src for _, fails in shards for src, _ in fails] == [f"{ark}:utt2"]
