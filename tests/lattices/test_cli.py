@@ -13,10 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _fixture_dir() -> str:
-    for d in (os.path.join(ROOT, "tests", "data", "lattices"), "/work/shared/data/lattices"):
-        if os.path.isdir(os.path.join(d, "ami-ihm")):
-            return d
-    pytest.skip("lattice fixtures not found")
+    return os.path.join(ROOT, "tests", "data", "lattices")
 
 
 AMI = "ami-ihm/AMI_ES2011a_H00_FEE041_0003427_0003714.lat.gz"
