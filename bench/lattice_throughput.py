@@ -22,7 +22,6 @@ from typing import List, Optional, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import click  # noqa: E402
-import kaldialign  # noqa: E402
 import torch  # noqa: E402
 
 from lattices.cli.common import FORMATS, resolve_scales  # noqa: E402
@@ -32,11 +31,13 @@ from lattices.oracle import oracle_wer, read_references  # noqa: E402
 from lattices.reader import read_lattices  # noqa: E402
 from lattices.validate import select_lattices, validate_batch  # noqa: E402
 from models.atomic import atomic_open  # noqa: E402
+from rescore.wer import wer_details  # noqa: E402
 
 
 def _wer(pairs: List[Tuple[List[str], List[str]]]) -> Tuple[int, int]:
-    errors = sum(kaldialign.edit_distance(ref, hyp)["total"] for ref, hyp in pairs)
-    return errors, sum(len(ref) for ref, _ in pairs)
+    """(errors, reference words) of (ref, hyp) pairs, via :func:`rescore.wer.wer_details`."""
+    result = wer_details({str(i): r for i, (r, _) in enumerate(pairs)}, {str(i): h for i, (_, h) in enumerate(pairs)})
+    return result.errors, result.ref_words
 
 
 @click.command()

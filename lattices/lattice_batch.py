@@ -15,9 +15,10 @@ counts arcs whose label is a real word (label > 0; normalisation maps every non-
 e.g. ``!NULL``, ``<s>``, ``<sil>``, to epsilon 0).
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
+import torch
 
 
 @dataclass
@@ -63,6 +64,17 @@ def with_scales(
     out = fsas.clone()
     is_word = (fsas.labels > 0).to(fsas.am_scores.dtype)
     out.scores = am_scale * fsas.am_scores + lm_scale * fsas.lm_scores + word_penalty * is_word
+    return out
+
+
+def with_utterance_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]]) -> k2.Fsa:
+    """Like :func:`with_scales` with one ``(am_scale, lm_scale, word_penalty)`` per FSA of the
+    FsaVec ``[utt][state][arc]`` (accumulated in double, stored in ``scores``' dtype)."""
+    fsa_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
+    table = torch.tensor([[float(x) for x in t] for t in scales], dtype=torch.float64).reshape(-1, 3)[fsa_of_arc]
+    out = fsas.clone()
+    out.scores = (table[:, 0] * fsas.am_scores.double() + table[:, 1] * fsas.lm_scores.double()
+                  + table[:, 2] * (fsas.labels > 0).double()).to(fsas.scores.dtype)
     return out
 
 

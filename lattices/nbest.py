@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
-import torch
 
-from lattices.lattice_batch import with_scales
+from lattices.lattice_batch import with_scales, with_utterance_scales
 from lattices.validate import arc_arrays
 
 # Decimals kept in search priorities; scores differing by less are treated as tied (see _nbest_one).
@@ -89,13 +88,7 @@ def nbest(
     if scales is None:
         scored = with_scales(fsas, am_scale, lm_scale, word_penalty)
     else:
-        fsa_of_arc = torch.from_numpy(arrays.fsa_of_arc)
-        table = torch.tensor([[float(x) for x in t] for t in scales], dtype=torch.float64)[fsa_of_arc]
-        is_word = (fsas.labels > 0).double()
-        scored = fsas.clone()
-        scored.scores = (
-            table[:, 0] * fsas.am_scores.double() + table[:, 1] * fsas.lm_scores.double() + table[:, 2] * is_word
-        ).to(fsas.scores.dtype)
+        scored = with_utterance_scales(fsas, scales)
     # g (search) and the heuristic use the same float32 arc scores, accumulated in double.
     arc_score = scored.scores.double().tolist()
     scored_bwd = scored.get_backward_scores(use_double_scores=True, log_semiring=False).tolist()
@@ -193,3 +186,13 @@ def one_best(
     Lattices are validated beforehand, so every one has a hypothesis.
     """
     return [h[0] for h in nbest(fsas, 1, am_scale, lm_scale, word_penalty)]
+
+
+def hypothesis_records(
+    utt_ids: Sequence[str], hyps: Sequence[Sequence[Hypothesis]], symbols: k2.SymbolTable
+) -> List[Dict[str, object]]:
+    """``{"utt", "rank", "words", "total", "am", "lm"}`` per hypothesis of ``[utt][rank]`` lists
+    (ranks from 1, words as a space-separated string, scores rounded to 4 decimals)."""
+    return [{"utt": utt, "rank": rank, "words": " ".join(symbols.get(w) for w in h.words),
+             "total": round(h.total, 4), "am": round(h.am, 4), "lm": round(h.lm, 4)}
+            for utt, hs in zip(utt_ids, hyps) for rank, h in enumerate(hs, 1)]

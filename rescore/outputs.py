@@ -4,7 +4,6 @@ from typing import Dict, List, Sequence, Tuple
 
 import k2
 
-from lattices.nbest import Hypothesis
 from models.atomic import atomic_open
 
 
@@ -18,13 +17,6 @@ def write_text(path: str, utt_ids: Sequence[str], words: Sequence[Sequence[str]]
     with atomic_open(path) as f:
         for utt, ws in zip(utt_ids, words):
             f.write(" ".join([utt, *ws]) + "\n")
-
-
-def nbest_records(utt_ids: Sequence[str], hyps: Sequence[Sequence[Hypothesis]], symbols: k2.SymbolTable) -> List[Dict]:
-    """``{"utt", "rank", "words", "total", "am", "lm"}`` per hypothesis (rank from 1)."""
-    return [{"utt": utt, "rank": r + 1, "words": " ".join(words_of(h.words, symbols)),
-             "total": round(h.total, 4), "am": round(h.am, 4), "lm": round(h.lm, 4)}
-            for utt, hs in zip(utt_ids, hyps) for r, h in enumerate(hs)]
 
 
 def write_jsonl(path: str, records: Sequence[Dict]) -> None:

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import k2
 import torch
 
-from lattices.lattice_batch import LatticeBatch
+from lattices.lattice_batch import LatticeBatch, with_utterance_scales
 from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
 
@@ -91,15 +91,6 @@ class RescoreOutput:
     stats: Dict[str, float] = field(default_factory=dict)
 
 
-def scaled(fsas: k2.Fsa, scales: Sequence[Scales]) -> k2.Fsa:
-    """Copy of ``fsas`` whose ``scores`` are the scaled totals, with per-utterance scales."""
-    utt_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
-    table = torch.tensor(scales, dtype=torch.float32).reshape(-1, 3)[utt_of_arc]
-    out = fsas.clone()
-    out.scores = table[:, 0] * fsas.am_scores + table[:, 1] * fsas.lm_scores + table[:, 2] * (fsas.labels > 0).float()
-    return out
-
-
 def _score_arcs_bounded(expansion, scorer: Scorer, symbols, table, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
     """:func:`arc_lm_scores`, halving ``max_batch`` on CUDA out-of-memory."""
     while True:
@@ -155,7 +146,7 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
                          "to run it as AFP-K, or use --method nbest-exact")
     order = opts.order or max(c for c in contexts if c is not None)
     lms = [scorer] + ([old] if old is not None else [])
-    done = expand_and_score(scaled(batch.fsas, scales), batch.symbols, lms, order, opts.max_arcs, opts.max_batch, opts.progress)
+    done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, lms, order, opts.max_arcs, opts.max_batch, opts.progress)
     expansion, new_lm = done.expansion, done.scores[0]
     old_lm = done.scores[1] if old is not None else expansion.fsas.lm_scores
     t2 = time.perf_counter()

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from lattices.lattice_batch import LatticeBatch, resolve_scales
+from lattices.nbest import hypothesis_records
 from lattices.oracle import read_references
 from lattices.reader import expand_paths, read_lattices
 from lattices.validate import select_lattices
 from lattices.writer import write_lattices
 from models.distributed import resolve_device
 
-from .outputs import nbest_records, words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
+from .outputs import words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
 from .pipeline import RescoreOptions, RescoreOutput, rescore_batch
 from .scorers import load_scorer
 from .wer import wer_details, write_errs_file, write_wer_summary
@@ -122,7 +123,7 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     os.makedirs(opts.out, exist_ok=True)
     best = [words_of(h[0].words, batch.symbols) for h in out.hyps]
     write_text(os.path.join(opts.out, "text"), out.utt_ids, best)
-    write_jsonl(os.path.join(opts.out, "nbest.jsonl"), nbest_records(out.utt_ids, out.hyps, batch.symbols))
+    write_jsonl(os.path.join(opts.out, "nbest.jsonl"), hypothesis_records(out.utt_ids, out.hyps, batch.symbols))
     write_supervisions(os.path.join(opts.out, "hyps.supervisions.jsonl.gz"), out.utt_ids, best, _durations(out, batch))
     write_failures(os.path.join(opts.out, "failures.txt"), failures)
     if opts.write_lattices and out.lattices is not None and len(out.lattices):

@@ -6,6 +6,7 @@ from typing import Optional, Tuple
 import click
 
 from lattices.cli.common import finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
+from lattices.nbest import hypothesis_records
 from lattices.nbest import nbest as nbest_lists
 from models.atomic import atomic_open
 
@@ -30,16 +31,9 @@ def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
     batch, problems = load(lattices, fmt, words)
     scales = resolve_scales(batch, am_scale, lm_scale, word_penalty)
     lists = nbest_lists(batch.fsas, n, scales=scales)
-    sym = batch.symbols
-    lines, text_lines = [], []
-    for utt, hyps in zip(batch.utt_ids, lists):
-        for rank, h in enumerate(hyps, 1):
-            ws = " ".join(sym.get(w) for w in h.words)
-            lines.append(json.dumps({"utt": utt, "rank": rank, "words": ws, "total": round(h.total, 4),
-                                     "am": round(h.am, 4), "lm": round(h.lm, 4)}))
-            if rank == 1:
-                text_lines.append(f"{utt} {ws}".rstrip())
-    body = "".join(line + "\n" for line in lines)
+    records = hypothesis_records(batch.utt_ids, lists, batch.symbols)
+    text_lines = [f"{r['utt']} {r['words']}".rstrip() for r in records if r["rank"] == 1]
+    body = "".join(json.dumps(r) + "\n" for r in records)
     if out:
         with atomic_open(out, "w") as f:
             f.write(body)
