@@ -1,10 +1,10 @@
 """Merge the output directories of sharded ``afp-rescore`` jobs into one."""
-import gzip
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from lattices.oracle import read_references
+from lattices.textio import read_text
 from models.atomic import atomic_open
 
 from .outputs import write_json
@@ -17,9 +17,7 @@ SUMMED = ("utterances_done", "utterances_failed", "arcs_before_expansion", "arcs
 
 
 def _lines(path: str) -> List[str]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [line for line in f if line.strip()]
+    return [line for line in read_text(path).splitlines(keepends=True) if line.strip()]
 
 
 def merge_runs(dirs: Sequence[str], out: str, ref: Optional[str] = None) -> Dict[str, Any]:
