@@ -60,6 +60,12 @@ def all_reduce_sum(value: float, runtime: Runtime) -> float:
     return float(t.item())
 
 
-def shutdown(runtime: Runtime) -> None:
-    if runtime.distributed and dist.is_initialized():
+def shutdown(runtime: Runtime, ok: bool = True) -> None:
+    """Leave the process group: after success, every rank meets at a barrier and then destroys it.
+
+    After a failure the group is left to process exit: destroying it while other ranks may still
+    be inside a collective can deadlock (pytorch/pytorch#75097).
+    """
+    if runtime.distributed and dist.is_initialized() and ok:
+        dist.barrier()
         dist.destroy_process_group()

@@ -280,6 +280,7 @@ def train_lm(opts: TrainOptions) -> Dict[str, Any]:
             non-finite loss), naming the offending file or value.
     """
     runtime = init_runtime(opts.device)
+    ok = False
     try:
         _setup_logging(opts.out, runtime, opts.dry_run)
         random.seed(opts.seed)
@@ -288,19 +289,21 @@ def train_lm(opts: TrainOptions) -> Dict[str, Any]:
         log.info("model and data: %s", json.dumps(summary))
         if opts.dry_run:  # one forward/backward to prove the set-up works, then stop
             trainer.step(trainer.epoch_batches(0)[0])
+            ok = True
             return summary
         while not trainer.finished():
             trainer.run_epoch()
             trainer.validate_and_checkpoint()
-        if not runtime.is_main:  # rank 0 alone evaluates the best model and writes metrics
-            return {}
-        metrics = trainer.final_metrics()
-        with atomic_open(os.path.join(opts.out, "metrics.json")) as f:
-            json.dump(metrics, f, indent=2)
-        log.info("done: valid ppl %.2f, test ppl %s, %.0f train tokens/s -> %s/model.pt", metrics["valid_ppl"],
-                 "n/a" if metrics["test_ppl"] is None else f"{metrics['test_ppl']:.2f}", metrics["train_tokens_per_s"], opts.out)
+        metrics: Dict[str, Any] = {}
+        if runtime.is_main:  # rank 0 alone evaluates the best model and writes metrics
+            metrics = trainer.final_metrics()
+            with atomic_open(os.path.join(opts.out, "metrics.json")) as f:
+                json.dump(metrics, f, indent=2)
+            log.info("done: valid ppl %.2f, test ppl %s, %.0f train tokens/s -> %s/model.pt", metrics["valid_ppl"],
+                     "n/a" if metrics["test_ppl"] is None else f"{metrics['test_ppl']:.2f}", metrics["train_tokens_per_s"], opts.out)
+        ok = True
         return metrics
     except FloatingPointError as e:
         raise ValueError(str(e)) from None
     finally:
-        shutdown(runtime)
+        shutdown(runtime, ok)

@@ -118,7 +118,10 @@ def test_torchrun_ddp_two_processes(corpus, tmp_path):
            os.path.join(os.path.dirname(__file__), "..", "..", "bin", "afp-train-lm"), *base_args(corpus, out, "--max-steps", "4"),
            "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"torchrun did not exit; its stderr ended with:\n{(e.stderr or b'').decode()[-3000:]}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 4
