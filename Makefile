@@ -46,7 +46,7 @@ help:
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech   benchmarks (bench/RESULTS.md)"
 
 # --- set-up ------------------------------------------------------------------------------------
 install: $(VENV)/.installed
@@ -187,3 +187,41 @@ $(BENCH_RESCORE_DIR)/exactness-ami.json: $(BENCH_RESCORE_LM) | $(VENV)/.installe
 
 bench-rescore: $(BENCH_RESCORE_DIR)/afp/metrics.json $(BENCH_RESCORE_DIR)/nbest-exact/metrics.json \
                $(BENCH_RESCORE_DIR)/exactness.json $(BENCH_RESCORE_DIR)/exactness-ami.json
+
+# Real-speech WER benchmark (issue 5): LMs trained on War and Peace + Brown (never the test
+# references), the pocketsphinx 3-gram as ARPA, 2-fold tuned WER on the 100 LibriSpeech lattices.
+LM_TEXTS ?= ../shared/data/text/warandpeace.txt ../shared/data/text/brown.txt
+BENCH_LS_DIR ?= exp/bench-librispeech
+BENCH_LS_RUNS ?= bptt afp2 afp4 afp8
+BENCH_LS_LM_FLAGS ?= --cell lstm --layers 1 --embed 200 --hidden 200 --tie --batch-size 32 --lr 2e-3 \
+                     --epochs 1 --max-vocab 20000 --device cpu --seed 1 --no-progress
+BENCH_LS_FLAGS ?= --max-arcs 200000 --ngram-max-arcs 500000 --device cpu
+
+$(BENCH_LS_DIR)/text/train.txt: $(LM_TEXTS) | $(VENV)/.installed
+	$(PY) bench/prepare_lm_text.py $(LM_TEXTS) $(@D) --valid-lines 2000 --test-lines 0
+
+$(BENCH_LS_DIR)/lm/%/metrics.json: | $(BENCH_LS_DIR)/text/train.txt
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BENCH_LS_DIR)/text/train.txt \
+	  --valid $(BENCH_LS_DIR)/text/valid.txt --out $(@D) $(BENCH_LS_LM_FLAGS) \
+	  $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*))
+
+.PHONY: bench-librispeech-lms
+bench-librispeech-lms: $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS_RUNS))
+
+NGRAM_ARPA ?= exp/ngram/en-us.arpa.gz
+
+# Writes the pocketsphinx en-us 3-gram as ARPA (and benchmarks loading it: bench/RESULTS.md §5).
+$(NGRAM_ARPA): | $(VENV)/.installed
+	$(PY) -c 'import pocketsphinx' 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) pocketsphinx==5.1.1
+	mkdir -p $(@D)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/ngram_load.py --arpa $@ > $(@D)/load.json
+
+$(BENCH_LS_DIR)/wer/table.md: $(NGRAM_ARPA) $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS_RUNS)) \
+                              | $(DECODE_DIR)/lats/.done
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/librispeech_wer.py --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt \
+	  --hyp $(DECODE_DIR)/hyp.txt --ngram $(NGRAM_ARPA) --out $(@D) $(BENCH_LS_FLAGS) \
+	  $(foreach r,$(filter afp%,$(BENCH_LS_RUNS)),--afp $(BENCH_LS_DIR)/lm/$(r)/model.pt) \
+	  $(if $(filter bptt,$(BENCH_LS_RUNS)),--bptt $(BENCH_LS_DIR)/lm/bptt/model.pt)
+
+.PHONY: bench-librispeech
+bench-librispeech: $(BENCH_LS_DIR)/wer/table.md

@@ -8,7 +8,8 @@ with ``w = interpolate`` (1 replaces the lattice's LM scores; 0 keeps them; in b
 log-linear interpolation). ``method="afp"`` expands every lattice to unique K-token histories and
 scores all arcs of the batch in one deduplicated, chunked LM pass, which is exact for an AFP-K
 model. ``method="nbest-exact"`` is the baseline: the exact N-best list of each lattice rescored
-with the same model run as a full-history RNN.
+with the same model run as a full-history RNN; with an ``old`` LM the lattices are first expanded
+for and scored by it (the first pass), and the N-best list comes from that lattice.
 """
 import time
 from dataclasses import asdict, dataclass, field
@@ -174,20 +175,33 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
 
 
 def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
-    if scorer.model is None or old is not None:
-        raise ValueError("--method nbest-exact needs an afp-train-lm checkpoint as --lm and no --old-lm (not supported yet)")
+    if scorer.model is None:
+        raise ValueError("--method nbest-exact needs an afp-train-lm checkpoint as --lm (an n-gram belongs in --old-lm)")
     model, vocab = scorer.model, scorer.vocab
     t0 = time.perf_counter()
-    hyps = rescore_nbest_exact(batch.fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=scales)
+    fsas, kept, out_failures, out_pruned = batch.fsas, list(range(len(batch))), [], {}
+    if old is not None:  # first pass: the lattices expanded for and scored by the old LM
+        done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
+                                opts.max_arcs, opts.max_batch, opts.progress)
+        fsas = done.expansion.fsas.clone()
+        fsas.lm_scores = done.scores[0]
+        fsas.scores = fsas.am_scores + fsas.lm_scores
+        kept = done.expansion.kept
+        out_failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
+        out_pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
+    kept_scales = [scales[i] for i in kept]
     t1 = time.perf_counter()
+    hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=kept_scales)
+    t2 = time.perf_counter()
     sweep = {}
     for s in opts.lm_scales:
-        swept = rescore_nbest_exact(batch.fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
-                                    scales=[(a, s, p) for a, _, p in scales])
+        swept = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
+                                    scales=[(a, s, p) for a, _, p in kept_scales])
         sweep[s] = [h[0].words for h in swept]
-    out = RescoreOutput(list(batch.utt_ids), hyps, sweep)
-    out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(batch.fsas.num_arcs),
-                 "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps), "lm_seconds": t1 - t0}
+    out = RescoreOutput([batch.utt_ids[i] for i in kept], hyps, sweep, failures=out_failures, pruned=out_pruned)
+    out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
+                 "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps),
+                 "expand_seconds": t1 - t0, "lm_seconds": t2 - t1}
     return out
 
 

@@ -254,6 +254,13 @@ def test_arpa_as_the_new_lm_and_as_the_old_lm(setup, tmp_path):
     both = lambda seqs: 0.7 * ngram(seqs) + 0.3 * afp(seqs)  # noqa: E731
     assert read_text(os.path.join(mixed, "text")) == brute_force_best(lats, None, both)
     assert json.load(open(os.path.join(mixed, "metrics.json")))["old_lm"] == lms["arpa"]
+    full = str(tmp_path / "nbest-exact")  # the N-best of the 3-gram lattice, rescored by the full RNN
+    r = run(*common(full, lms["long"], "--method", "nbest-exact", "--nbest", 1000, "--old-lm", lms["arpa"],
+                    "--interpolate", 0.3, lats))
+    assert r.exit_code == 0, r.stderr
+    rnn = afp_logprob(lms["long"])
+    both = lambda seqs: 0.7 * ngram(seqs) + 0.3 * rnn(seqs)  # noqa: E731
+    assert read_text(os.path.join(full, "text")) == brute_force_best(lats, None, both)
 
 
 def test_read_failures_inside_a_sharded_file_are_reported_once(tmp_path):

@@ -1,0 +1,268 @@
+"""Real-speech WER benchmark (issue 5): pocketsphinx LibriSpeech lattices + 3-gram + AFP / BPTT LMs.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/librispeech_wer.py --lats exp/librispeech/lats \\
+        --ref exp/librispeech/ref.txt --hyp exp/librispeech/hyp.txt --ngram exp/ngram/en-us.arpa.gz \\
+        --afp exp/bench-librispeech/lm/afp4/model.pt [--afp ...] --bptt exp/bench-librispeech/lm/bptt/model.pt \\
+        --out exp/bench-librispeech/wer
+
+Systems (rows of ``OUT/table.md``):
+
+- ``pocketsphinx 1-best``: the recognizer's own output (``--hyp``).
+- ``lattice + 3-gram``: every lattice expanded to 2-word histories and scored with the ARPA 3-gram
+  (:func:`rescore.pipeline.rescore_batch`, ``interpolate=1``). This is the first-pass lattice of
+  every later row, as in Kaldi's ``lmrescore`` then RNNLM rescoring.
+- ``lattice + 3-gram + AFP-K``: that lattice expanded to unique K-word histories and scored with
+  the AFP-K model in one pass; lm = (1 - w)·3-gram + w·AFP. ``lattice + AFP-K alone`` is w = 1.
+- ``BPTT LSTM, exact N-best``: the exact N-best list of the 3-gram lattice rescored by the same-size
+  LSTM trained with BPTT, run with full history.
+- ``lattice oracle``: the best word sequence in the original lattices.
+
+Tuning is 2-fold by speaker (the 5 lowest speaker ids vs the rest): for the utterances of one fold
+the LM scale, word penalty (and w) are those that minimise the errors on the *other* fold; the
+reported WER adds the errors of both folds. The scales tuned for the 3-gram row (on the other fold)
+also set the beam that prunes the AFP expansions and the N-best search of the 3-gram lattice.
+Seconds are the rescoring stage of that row only (expansion + LM + search, or N-best + LM);
+arcs/s = arcs of the lattices that stage read / seconds. Stage results are cached in ``OUT/cache``.
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from itertools import product
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import click
+import k2
+import kaldialign
+import numpy as np
+import torch
+
+from lattices.lattice_batch import LatticeBatch
+from lattices.nbest import nbest
+from lattices.oracle import oracle_wer, read_references
+from lattices.reader import read_lattices
+from models.atomic import atomic_open
+from models.scoring import pad_sequences, sentence_log_probs
+from rescore.arc_scores import lm_ids_for_symbols
+from rescore.pipeline import RescoreOptions, rescore_batch
+from rescore.scorers import Scorer, load_scorer
+from rescore.wer import normalize_case
+
+LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
+PENALTIES = (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
+WEIGHTS = (0.25, 0.5, 0.75)
+Params = Tuple[float, float, float]  # (lm_scale, word_penalty, w)
+
+
+@dataclass
+class Row:
+    name: str
+    errors: int
+    seconds: Optional[float] = None
+    arcs: Optional[int] = None
+    chosen: Optional[List[Params]] = None  # per fold
+    note: str = ""
+
+
+def utt_errors(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]]) -> np.ndarray:
+    """``[utt]`` edit distances (case-insensitive)."""
+    return np.array([kaldialign.edit_distance(normalize_case(r), normalize_case(h))["total"] for r, h in zip(refs, hyps)])
+
+
+def best_path_words(fsas: k2.Fsa, scores: torch.Tensor, symbols: k2.SymbolTable) -> List[List[str]]:
+    """Viterbi 1-best words of every FSA of ``fsas`` (a private copy whose ``scores`` are replaced)."""
+    fsas.scores = scores.to(fsas.scores.dtype)
+    best = k2.shortest_path(fsas, use_double_scores=True)
+    labels = best.labels.long()
+    fsa_of_arc = best.arcs.row_ids(1).long()[best.arcs.row_ids(2).long()]
+    keep = labels > 0
+    counts = torch.bincount(fsa_of_arc[keep], minlength=fsas.shape[0]).tolist()
+    return [[symbols.get(w) for w in part.tolist()] for part in torch.split(labels[keep], counts)] if counts else []
+
+
+def lattice_grid(lats: LatticeBatch, new: Optional[str], weights: Sequence[float], refs) -> Tuple[List[Params], np.ndarray]:
+    """Errors ``[grid][utt]`` of the lattice 1-best for every (lm_scale, word_penalty, w)."""
+    fsas = lats.fsas.clone()
+    am, words = fsas.am_scores.double(), (fsas.labels > 0).double()
+    old = (fsas.old_lm_scores if new else fsas.lm_scores).double()
+    grid, errs = [], []
+    for s, p, w in product(LM_SCALES, PENALTIES, weights if new else (0.0,)):
+        lm = old if w == 0.0 else (1 - w) * old + w * getattr(fsas, new).double()
+        grid.append((s, p, w))
+        errs.append(utt_errors(refs, best_path_words(fsas, am + s * lm + p * words, lats.symbols)))
+    return grid, np.stack(errs)
+
+
+def two_fold(grid: List[Params], errs: np.ndarray, fold: np.ndarray) -> Tuple[int, List[Params], List[Params]]:
+    """Errors with each fold's parameters tuned on the other fold; the chosen parameters per fold
+    and per utterance."""
+    total, chosen, per_utt = 0, [], [grid[0]] * len(fold)
+    for f in (0, 1):
+        g = int(np.argmin(errs[:, fold != f].sum(1)))  # first minimum: grid order breaks ties
+        total += int(errs[g, fold == f].sum())
+        chosen.append(grid[g])
+        for u in np.flatnonzero(fold == f):
+            per_utt[u] = grid[g]
+    return total, chosen, per_utt
+
+
+def cached_rescore(cache: str, batch: LatticeBatch, scorer: Scorer, scales, opts: RescoreOptions) -> Tuple[LatticeBatch, Dict]:
+    """:func:`rescore_batch` (kept lattices + stats), cached in ``cache`` (a ``.pt`` file)."""
+    if os.path.exists(cache):
+        saved = torch.load(cache)
+        return LatticeBatch(k2.Fsa.from_dict(saved["fsas"]), saved["utt_ids"], batch.symbols), saved["stats"]
+    out = rescore_batch(batch, scorer, scales, opts)
+    if out.failures:
+        raise SystemExit(f"{scorer.name}: {len(out.failures)} utterances failed: {out.failures[:3]}")
+    stats = {**out.stats, "arcs_in": int(batch.fsas.num_arcs), "pruned": len(out.pruned)}
+    torch.save({"fsas": out.lattices.fsas.as_dict(), "utt_ids": out.utt_ids, "stats": stats}, cache + ".tmp")
+    os.replace(cache + ".tmp", cache)
+    return out.lattices, stats
+
+
+def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[List[Params], np.ndarray, Dict]:
+    """Exact n-best lists of the 3-gram lattices rescored with the full-history LSTM: errors per
+    grid point and utterance, and the time it took."""
+    t0 = time.perf_counter()
+    lists = nbest(lats.fsas, n, scales=[(1.0, s, p) for s, p, _ in scales])
+    lm_ids = lm_ids_for_symbols(lats.symbols, bptt.vocab).tolist()
+    flat = [(u, h) for u, hs in enumerate(lists) for h in hs]
+    lstm = sentence_log_probs(bptt.model, [[lm_ids[w] for w in h.words] for _, h in flat],
+                              bptt.vocab.bos_id, bptt.vocab.eos_id, mode="exact").numpy()
+    seconds = time.perf_counter() - t0
+    utt = np.array([u for u, _ in flat])
+    am, lm3 = np.array([h.am for _, h in flat]), np.array([h.lm for _, h in flat])
+    nw = np.array([len(h.words) for _, h in flat])
+    hyp_err = utt_errors([refs[u] for u in utt], [[lats.symbols.get(w) for w in h.words] for _, h in flat])
+    starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]])
+    grid, errs = [], []
+    for s, p, w in product(LM_SCALES, PENALTIES, WEIGHTS + (1.0,)):
+        total = am + s * ((1 - w) * lm3 + w * lstm) + p * nw
+        best = [b + int(np.argmax(total[b:e])) for b, e in zip(starts, np.r_[starts[1:], len(utt)])]
+        grid.append((s, p, w))
+        errs.append(hyp_err[best])
+    oracle = int(sum(hyp_err[b:e].min() for b, e in zip(starts, np.r_[starts[1:], len(utt)])))
+    return grid, np.stack(errs), {"seconds": seconds, "hypotheses": len(flat), "oracle_errors": oracle}
+
+
+@torch.no_grad()
+def token_log_probs(scorer: Scorer, sentence: Sequence[int]) -> np.ndarray:
+    """``log P(w_t | history)`` of every word and ``</s>`` of one sentence of ids."""
+    vocab = scorer.vocab
+    tokens = [vocab.bos_id, *sentence, vocab.eos_id]
+    if scorer.ngram is not None:
+        k = scorer.ngram.order - 1
+        hist, lengths = pad_sequences([tokens[max(0, t - k) : t] for t in range(1, len(tokens))], 0)
+        n = len(tokens) - 1
+        return scorer.ngram.score(hist, lengths, torch.arange(n), torch.tensor(tokens[1:])).double().numpy()
+    model = scorer.model
+    device = model.output.weight.device
+    model.eval()
+    nll = model.token_nll(torch.tensor([tokens[:-1]], device=device), torch.tensor([tokens[1:]], device=device))
+    return -nll[0].double().cpu().numpy()
+
+
+def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float]:
+    """Perplexity over the in-vocabulary words and ``</s>`` of the reference sentences (OOV words
+    are skipped, as SRILM does; their rate is reported beside it)."""
+    vocab = scorer.vocab
+    logp, tokens, oov, words = 0.0, 0, 0, 0
+    for ref in refs:
+        ids = vocab.encode([w.lower() for w in ref])
+        known = np.array([i != vocab.unk_id for i in ids] + [True])
+        logp += float(token_log_probs(scorer, ids)[known].sum())
+        tokens += int(known.sum())
+        oov += len(ids) + 1 - int(known.sum())
+        words += len(ids)
+    return {"ppl": math.exp(-logp / tokens), "oov_rate": oov / words, "vocab": len(vocab)}
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--lats", required=True, type=click.Path(exists=True), help="Lattice directory/files (pocketsphinx SLF).")
+@click.option("--ref", required=True, type=click.Path(exists=True, dir_okay=False), help="References (Kaldi text).")
+@click.option("--hyp", required=True, type=click.Path(exists=True, dir_okay=False), help="pocketsphinx's own 1-best.")
+@click.option("--ngram", required=True, type=click.Path(exists=True, dir_okay=False), help="ARPA 3-gram (first-pass LM).")
+@click.option("--afp", "afps", multiple=True, type=click.Path(exists=True, dir_okay=False), help="AFP-K checkpoints.")
+@click.option("--bptt", type=click.Path(exists=True, dir_okay=False), help="Same-size BPTT LSTM checkpoint (N-best row).")
+@click.option("--nbest", "n", default=100, help="N of the exact N-best baseline.")
+@click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
+@click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (pruned by acoustic scores only).")
+@click.option("--device", default="cpu", help="Device of the neural LMs.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
+def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, device, out) -> None:
+    """2-fold tuned WER of every system on the LibriSpeech lattices."""
+    os.makedirs(os.path.join(out, "cache"), exist_ok=True)
+    batch, failures = read_lattices([lats])
+    if failures:
+        raise SystemExit(f"{len(failures)} lattices could not be read: {failures[:3]}")
+    all_refs = read_references(ref)
+    refs = [all_refs[u] for u in batch.utt_ids]
+    ref_words = sum(len(r) for r in refs)
+    speakers = sorted({u.split("-")[0] for u in batch.utt_ids})
+    fold = np.array([int(u.split("-")[0] in speakers[len(speakers) // 2:]) for u in batch.utt_ids])
+    rows: List[Row] = []
+    ps = read_references(hyp)
+    rows.append(Row("pocketsphinx 1-best", int(utt_errors(refs, [ps.get(u, []) for u in batch.utt_ids]).sum())))
+
+    trigram = load_scorer(ngram)
+    lm_info = {"3-gram": perplexity(trigram, refs)}
+    opts = RescoreOptions(interpolate=1.0, order=trigram.context, nbest=1, max_arcs=ngram_max_arcs, keep_lattices=True)
+    l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, 1.0, 0.0)] * len(batch), opts)
+    assert l3.utt_ids == batch.utt_ids
+    grid, errs = lattice_grid(l3, None, (), refs)
+    total, chosen, tuned = two_fold(grid, errs, fold)
+    rows.append(Row("lattice + 3-gram", total, st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned"))
+    scales3 = [(1.0, s, p) for s, p, _ in tuned]  # per utterance, tuned on the other fold
+
+    for path in afps:
+        afp = load_scorer(path, device)
+        name = f"AFP-{afp.context}"
+        lm_info[name] = perplexity(afp, refs)
+        opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
+        la, st = cached_rescore(os.path.join(out, "cache", f"afp{afp.context}.pt"), l3, afp, scales3, opts)
+        assert la.utt_ids == batch.utt_ids, "an utterance is missing from the AFP expansion"
+        grid, errs = lattice_grid(la, "afp_lm_scores", WEIGHTS + (1.0,), refs)
+        note = f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, {st['pruned']} utts pruned"
+        mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
+        alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
+        total, chosen, _ = two_fold([grid[g] for g in mixed], errs[mixed], fold)
+        rows.append(Row(f"lattice + 3-gram + {name}", total, st["seconds"], st["arcs_in"], chosen, note))
+        total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
+        rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
+
+    if bptt:
+        lstm = load_scorer(bptt, device)
+        lm_info["BPTT"] = perplexity(lstm, refs)
+        grid, errs, st = nbest_rows(l3, lstm, tuned, n, refs)
+        total, chosen, _ = two_fold(grid, errs, fold)
+        rows.append(Row(f"lattice + 3-gram + BPTT LSTM, exact {n}-best", total, st["seconds"], int(l3.fsas.num_arcs), chosen,
+                        f"{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%"))
+
+    _, summary = oracle_wer(batch.fsas, batch.symbols, refs)
+    rows.append(Row("lattice oracle", summary.errors))
+    write_results(out, rows, ref_words, lm_info, device)
+
+
+def write_results(out: str, rows: List[Row], ref_words: int, lm_info: Dict, device: str) -> None:
+    base = rows[0].errors
+    lines = ["| system | WER % | rel. vs pocketsphinx | seconds | arcs/s | device | tuned (lm scale, wp, w) fold A / B | notes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rel = f"{100 * (r.errors - base) / base:+.1f}%"
+        secs = f"{r.seconds:.1f}" if r.seconds is not None else "—"
+        rate = f"{r.arcs / r.seconds:,.0f}" if r.seconds else "—"
+        dev = device if r.seconds is not None else "—"
+        tuned = " / ".join(f"({s:g}, {p:g}, {w:g})" for s, p, w in r.chosen) if r.chosen else "—"
+        lines.append(f"| {r.name} | {100 * r.errors / ref_words:.2f} | {rel} | {secs} | {rate} | {dev} | {tuned} | {r.note} |")
+    lines += ["", "| LM | perplexity on the 100 references | OOV rate | vocabulary |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['ppl']:.1f} | {100 * v['oov_rate']:.2f}% | {v['vocab']} |" for k, v in lm_info.items()]
+    with atomic_open(os.path.join(out, "table.md")) as f:
+        f.write("\n".join(lines) + "\n")
+    with atomic_open(os.path.join(out, "results.json")) as f:
+        json.dump({"ref_words": ref_words, "rows": [r.__dict__ for r in rows], "lms": lm_info}, f, indent=2)
+    click.echo("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
