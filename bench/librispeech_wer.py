@@ -38,9 +38,10 @@ import kaldialign
 import numpy as np
 import torch
 
-from lattices.lattice_batch import LatticeBatch
+from lattices.lattice_batch import LatticeBatch, with_utterance_scales
 from lattices.nbest import nbest
 from lattices.oracle import oracle_wer, read_references
+from lattices.posteriors import prune
 from lattices.reader import read_lattices
 from models.atomic import atomic_open
 from models.scoring import pad_sequences, sentence_log_probs
@@ -50,7 +51,7 @@ from rescore.scorers import Scorer, load_scorer
 from rescore.wer import normalize_case
 
 LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
-PENALTIES = (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
+PENALTIES = (-16.0, -12.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0)
 WEIGHTS = (0.25, 0.5, 0.75)
 Params = Tuple[float, float, float]  # (lm_scale, word_penalty, w)
 
@@ -81,8 +82,12 @@ def best_path_words(fsas: k2.Fsa, scores: torch.Tensor, symbols: k2.SymbolTable)
     return [[symbols.get(w) for w in part.tolist()] for part in torch.split(labels[keep], counts)] if counts else []
 
 
-def lattice_grid(lats: LatticeBatch, new: Optional[str], weights: Sequence[float], refs) -> Tuple[List[Params], np.ndarray]:
-    """Errors ``[grid][utt]`` of the lattice 1-best for every (lm_scale, word_penalty, w)."""
+def lattice_grid(cache: str, lats: LatticeBatch, new: Optional[str], weights: Sequence[float], refs) -> Tuple[List[Params], np.ndarray]:
+    """Errors ``[grid][utt]`` of the lattice 1-best for every (lm_scale, word_penalty, w), cached
+    in ``cache`` (a ``.json`` file)."""
+    if os.path.exists(cache):
+        saved = json.load(open(cache))
+        return [tuple(g) for g in saved["grid"]], np.array(saved["errors"])
     fsas = lats.fsas.clone()
     am, words = fsas.am_scores.double(), (fsas.labels > 0).double()
     old = (fsas.old_lm_scores if new else fsas.lm_scores).double()
@@ -91,6 +96,8 @@ def lattice_grid(lats: LatticeBatch, new: Optional[str], weights: Sequence[float
         lm = old if w == 0.0 else (1 - w) * old + w * getattr(fsas, new).double()
         grid.append((s, p, w))
         errs.append(utt_errors(refs, best_path_words(fsas, am + s * lm + p * words, lats.symbols)))
+    with atomic_open(cache) as f:
+        json.dump({"grid": grid, "errors": np.stack(errs).tolist()}, f)
     return grid, np.stack(errs)
 
 
@@ -137,7 +144,7 @@ def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[
     hyp_err = utt_errors([refs[u] for u in utt], [[lats.symbols.get(w) for w in h.words] for _, h in flat])
     starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]])
     grid, errs = [], []
-    for s, p, w in product(LM_SCALES, PENALTIES, WEIGHTS + (1.0,)):
+    for s, p, w in product(LM_SCALES, PENALTIES, WEIGHTS):
         total = am + s * ((1 - w) * lm3 + w * lstm) + p * nw
         best = [b + int(np.argmax(total[b:e])) for b, e in zip(starts, np.r_[starts[1:], len(utt)])]
         grid.append((s, p, w))
@@ -188,9 +195,10 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--nbest", "n", default=100, help="N of the exact N-best baseline.")
 @click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
 @click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (pruned by acoustic scores only).")
+@click.option("--beam", default=100.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
-def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, device, out) -> None:
+def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, beam, device, out) -> None:
     """2-fold tuned WER of every system on the LibriSpeech lattices."""
     os.makedirs(os.path.join(out, "cache"), exist_ok=True)
     batch, failures = read_lattices([lats])
@@ -210,19 +218,26 @@ def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, device,
     opts = RescoreOptions(interpolate=1.0, order=trigram.context, nbest=1, max_arcs=ngram_max_arcs, keep_lattices=True)
     l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, 1.0, 0.0)] * len(batch), opts)
     assert l3.utt_ids == batch.utt_ids
-    grid, errs = lattice_grid(l3, None, (), refs)
+    grid, errs = lattice_grid(os.path.join(out, "cache", "3gram-grid.json"), l3, None, (), refs)
     total, chosen, tuned = two_fold(grid, errs, fold)
     rows.append(Row("lattice + 3-gram", total, st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned"))
     scales3 = [(1.0, s, p) for s, p, _ in tuned]  # per utterance, tuned on the other fold
+    first_pass, kept = prune(with_utterance_scales(l3.fsas, scales3), beam=beam)  # as lattice-prune after lmrescore
+    first_pass.scores = first_pass.am_scores + first_pass.lm_scores
+    l3 = LatticeBatch(first_pass, l3.utt_ids, l3.symbols)
+    _, pruned_oracle = oracle_wer(first_pass, l3.symbols, refs)
+    rows.append(Row(f"3-gram lattice pruned to beam {beam:g}: oracle", pruned_oracle.errors,
+                    note=f"{sum(kept.arcs_after)} of {sum(kept.arcs_before)} arcs kept; input of the rows below"))
 
     for path in afps:
         afp = load_scorer(path, device)
         name = f"AFP-{afp.context}"
         lm_info[name] = perplexity(afp, refs)
         opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
-        la, st = cached_rescore(os.path.join(out, "cache", f"afp{afp.context}.pt"), l3, afp, scales3, opts)
+        la, st = cached_rescore(os.path.join(out, "cache", f"afp{afp.context}-beam{beam:g}.pt"), l3, afp, scales3, opts)
         assert la.utt_ids == batch.utt_ids, "an utterance is missing from the AFP expansion"
-        grid, errs = lattice_grid(la, "afp_lm_scores", WEIGHTS + (1.0,), refs)
+        grid, errs = lattice_grid(os.path.join(out, "cache", f"afp{afp.context}-beam{beam:g}-grid.json"), la, "afp_lm_scores",
+                                  WEIGHTS + (1.0,), refs)
         note = f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, {st['pruned']} utts pruned"
         mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
         alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
