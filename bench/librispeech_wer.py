@@ -51,7 +51,7 @@ from rescore.scorers import Scorer, load_scorer
 from rescore.wer import normalize_case
 
 LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
-PENALTIES = (-16.0, -12.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0)
+PENALTIES = (-24.0, -20.0, -16.0, -12.0, -8.0, -4.0, 0.0, 4.0)
 WEIGHTS = (0.25, 0.5, 0.75)
 Params = Tuple[float, float, float]  # (lm_scale, word_penalty, w)
 
@@ -195,7 +195,7 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--nbest", "n", default=100, help="N of the exact N-best baseline.")
 @click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
 @click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (pruned by acoustic scores only).")
-@click.option("--beam", default=100.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
+@click.option("--beam", default=150.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
 def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, beam, device, out) -> None:
