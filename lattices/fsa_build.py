@@ -22,6 +22,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import _k2  # k2's extension module: builds an FsaVec from a ragged shape and an arc tensor
 import k2
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.symbols import build_symbols
+from lattices.validate import select_lattices
 
 
 @dataclass
@@ -251,13 +253,36 @@ def build_batch(
     return LatticeBatch(fsas, utt_ids, symbols, headers), fails
 
 
+def fsavec_from_arrays(state_splits: np.ndarray, arc_splits: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                       labels: np.ndarray, scores: torch.Tensor) -> k2.Fsa:
+    """One k2 FsaVec from flat arrays, without a per-FSA loop.
+
+    Args:
+        state_splits: ``[num_fsas + 1]`` FSA i owns states ``state_splits[i]:state_splits[i+1]``
+            (each non-empty FSA's last state is its final state).
+        arc_splits: ``[num_states + 1]`` state s owns arcs ``arc_splits[s]:arc_splits[s+1]``.
+        src, dst: ``[num_arcs]`` source / destination state of each arc, numbered *within* its FSA.
+        labels: ``[num_arcs]`` (-1 on arcs into the final state).
+        scores: ``[num_arcs]`` float32.
+
+    Returns:
+        The FsaVec ``[fsa][state][arc]`` (``scores`` set, no other attributes).
+    """
+    i32 = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.int32))  # noqa: E731
+    shape = k2.ragged.create_ragged_shape2(i32(state_splits), None, int(state_splits[-1])).compose(
+        k2.ragged.create_ragged_shape2(i32(arc_splits), None, int(arc_splits[-1])))
+    arcs = torch.stack([i32(src), i32(dst), i32(labels), torch.zeros(len(src), dtype=torch.int32)], dim=1)
+    arcs[:, 3] = scores.detach().to(torch.float32).contiguous().view(torch.int32)
+    return k2.Fsa(_k2.RaggedArc(shape, arcs))
+
+
 def fsavec_from_parts(built: Sequence[_Built]) -> k2.Fsa:
     """Make the FsaVec and its per-arc attributes; times only if every lattice has them."""
     if built:
         fsas = k2.create_fsa_vec([k2.Fsa(b.arcs) for b in built])
     else:
         fsas = k2.create_fsa_vec([k2.Fsa.from_str("0 1 -1 0\n1")])
-        fsas = k2.index_fsa(fsas, torch.zeros(0, dtype=torch.int32))
+        fsas = select_lattices(fsas, [])
     cat = lambda xs: torch.from_numpy(np.concatenate(xs).astype(np.float32)) if xs else torch.zeros(0)  # noqa: E731
     fsas.am_scores = cat([b.am for b in built])
     fsas.lm_scores = cat([b.lm for b in built])

@@ -96,22 +96,14 @@ def prune(
         raise ValueError(f"beam must be >= 0, got {beam}")
     _check(fsas)
     viterbi = arc_viterbi_scores(fsas)
-    # Best-path arcs: within a tiny relative tolerance of the best score (rounding).
-    tot = fsas.get_tot_scores(use_double_scores=True, log_semiring=False)
-    tol = 1e-6 * (1.0 + tot.abs().max().item()) if tot.numel() else 0.0
-    keep = viterbi >= -tol
+    keep = best_path_arcs(fsas, viterbi)
     ok = torch.ones_like(keep)
     if threshold is not None:
         ok &= arc_log_posteriors(fsas) >= torch.log(torch.tensor(threshold, dtype=torch.float64)) - 1e-12
     if beam is not None:
         ok &= viterbi >= -beam
     keep |= ok
-    mask = torch.where(keep, 0.0, float("-inf")).to(torch.float64)
-    ragged, arc_map = _k2.prune_on_arc_post_double(fsas.arcs, mask, 0.5, True)
-    kept = k2.utils.fsa_from_unary_function_tensor(fsas, ragged, arc_map)
-    out = k2.connect(kept)
-    if out is fsas:
-        out = fsas.clone()
+    out = keep_arcs(fsas, keep)
     report = PruneReport(
         arcs_before=_per_fsa(fsas, 2),
         arcs_after=_per_fsa(out, 2),
@@ -119,6 +111,26 @@ def prune(
         states_after=_per_fsa(out, 1),
     )
     return out, report
+
+
+def best_path_arcs(fsas: k2.Fsa, viterbi: torch.Tensor) -> torch.Tensor:
+    """``[num_arcs]`` bool: arcs on a best path (Viterbi score within rounding of the best)."""
+    tot = fsas.get_tot_scores(use_double_scores=True, log_semiring=False)
+    tol = 1e-6 * (1.0 + tot.abs().max().item()) if tot.numel() else 0.0
+    return viterbi >= -tol
+
+
+def keep_arcs(fsas: k2.Fsa, keep: torch.Tensor) -> k2.Fsa:
+    """A new connected FsaVec with only the arcs where ``keep`` (``[num_arcs]`` bool) is True.
+
+    Every per-arc attribute is carried over; states left without a complete path are removed.
+    Keep at least one complete path per FSA (e.g. :func:`best_path_arcs`) or it becomes empty.
+    """
+    mask = torch.where(keep, 0.0, float("-inf")).to(torch.float64)
+    ragged, arc_map = _k2.prune_on_arc_post_double(fsas.arcs, mask, 0.5, True)
+    kept = k2.utils.fsa_from_unary_function_tensor(fsas, ragged, arc_map)
+    out = k2.connect(kept)
+    return fsas.clone() if out is fsas else out
 
 
 def _per_fsa(fsas: k2.Fsa, axis: int) -> List[int]:

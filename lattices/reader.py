@@ -16,7 +16,7 @@ all normalised words of the batch. See :mod:`lattices.fsa_build` for what happen
 Every unreadable file or lattice becomes a :class:`Failure`; reading goes on with the rest.
 """
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import k2
 
@@ -24,7 +24,7 @@ from lattices.fsa_build import ArcList, Failure, build_batch
 from lattices.k2_format import k2_dict_to_arclists, load_k2_dict, looks_like_k2
 from lattices.kaldi_text import looks_like_kaldi_text, parse_kaldi_text
 from lattices.lattice_batch import LatticeBatch
-from lattices.normalize import NormalizationRules
+from lattices.normalize import NormalizationRules, normalize_word
 from lattices.slf import looks_like_slf, parse_slf
 from lattices.symbols import load_symbols
 from lattices.textio import looks_binary, read_bytes
@@ -33,7 +33,7 @@ FORMATS = ("auto", "k2", "slf", "kaldi")
 _SKIP_NAMES = {"words.txt", "words.txt.gz", "ref.txt", "hyp.txt"}
 _SKIP_SUFFIXES = (".nbest", ".md", ".json", ".jsonl", ".log", ".py", ".done")
 
-__all__ = ["Failure", "read_lattices", "expand_paths", "detect_format", "FORMATS"]
+__all__ = ["Failure", "read_lattices", "iter_lattice_batches", "expand_paths", "detect_format", "FORMATS"]
 
 
 def _is_list_file(path: str, data: bytes) -> bool:
@@ -114,6 +114,39 @@ def detect_format(path: str, data: bytes) -> str:
     raise ValueError(f"{path}: cannot tell the lattice format from the content (use --format)")
 
 
+def _parse_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict) -> Tuple[List[ArcList], List[Failure]]:
+    """Parse one file into arc lists (each tagged with its format in ``header["format"]``)."""
+    fails: List[Failure] = []
+    lattices: List[ArcList] = []
+    try:
+        data = read_bytes(path)
+        f = detect_format(path, data) if fmt == "auto" else fmt
+        if f == "k2":
+            lattices, _ = k2_dict_to_arclists(load_k2_dict(path), path, symbols)
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+            if f == "slf":
+                lattices = [parse_slf(text, path)]
+            else:
+                table = symbols
+                if table is None:
+                    beside = os.path.join(os.path.dirname(path), "words.txt")
+                    if not os.path.exists(beside):
+                        raise ValueError(f"{path}: Kaldi lattices need words.txt (--words, or one next to the archive)")
+                    if beside not in kaldi_tables:
+                        kaldi_tables[beside] = load_symbols(beside)
+                    table = kaldi_tables[beside]
+                lattices, fails = parse_kaldi_text(text, path, table)
+    except ValueError as e:
+        return [], [Failure(path, str(e))]
+    for lat in lattices:
+        lat.header["format"] = f  # kept in LatticeBatch.headers (e.g. to write results back in kind)
+    return lattices, fails
+
+
 def read_lattices(
     paths: Sequence[str],
     fmt: str = "auto",
@@ -142,42 +175,93 @@ def read_lattices(
     lattices: List[ArcList] = []
     kaldi_tables: dict = {}
     for path in files:
-        n_before = len(lattices)
-        try:
-            data = read_bytes(path)
-            f = detect_format(path, data) if fmt == "auto" else fmt
-            if f == "k2":
-                lats, _ = k2_dict_to_arclists(load_k2_dict(path), path, symbols)
-                lattices.extend(lats)
-            else:
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise ValueError(f"{path}: not UTF-8 text ({e})") from e
-                if f == "slf":
-                    lattices.append(parse_slf(text, path))
-                else:
-                    table = symbols
-                    if table is None:
-                        beside = os.path.join(os.path.dirname(path), "words.txt")
-                        if not os.path.exists(beside):
-                            raise ValueError(f"{path}: Kaldi lattices need words.txt (--words, or one next to the archive)")
-                        if beside not in kaldi_tables:
-                            kaldi_tables[beside] = load_symbols(beside)
-                        table = kaldi_tables[beside]
-                    lats, kfails = parse_kaldi_text(text, path, table)
-                    lattices.extend(lats)
-                    fails.extend(kfails)
-        except ValueError as e:
-            fails.append(Failure(path, str(e)))
-        for lat in lattices[n_before:]:
-            lat.header["format"] = f  # kept in LatticeBatch.headers (e.g. to write results back in kind)
-    seen = set()
-    unique = []
+        lats, file_fails = _parse_file(path, fmt, symbols, kaldi_tables)
+        lattices.extend(lats)
+        fails.extend(file_fails)
+    unique, dup_fails = _drop_duplicates(lattices, set())
+    return build_batch(unique, symbols, rules, fails + dup_fails)
+
+
+def _drop_duplicates(lattices: List[ArcList], seen: set) -> Tuple[List[ArcList], List[Failure]]:
+    """Keep the first lattice of each utterance id (``seen`` is updated); later ones are failures."""
+    unique, fails = [], []
     for lat in lattices:
         if lat.utt_id in seen:
             fails.append(Failure(lat.where, f"{lat.where}: duplicate utterance id {lat.utt_id!r} (first one kept)"))
             continue
         seen.add(lat.utt_id)
         unique.append(lat)
-    return build_batch(unique, symbols, rules, fails)
+    return unique, fails
+
+
+def iter_lattice_batches(
+    files: Sequence[str],
+    fmt: str = "auto",
+    words: Optional[str] = None,
+    rules: Optional[NormalizationRules] = None,
+    batch_arcs: int = 500_000,
+    keep: Optional[Callable[[int], bool]] = None,
+    file_failures: bool = True,
+) -> Iterator[Tuple[LatticeBatch, List[Failure]]]:
+    """Read ``files`` lazily, one :class:`LatticeBatch` of about ``batch_arcs`` input arcs at a time.
+
+    A batch is yielded as soon as the lattices parsed so far hold at least ``batch_arcs`` arcs
+    (a single larger lattice is a batch of its own), so memory holds one batch plus one file.
+    Without ``words`` every batch shares one symbol table that grows as new words appear (ids
+    stay fixed within a job: outputs of different batches agree).
+
+    Args:
+        files: lattice files in order (see :func:`expand_paths`).
+        fmt, words, rules: as for :func:`read_lattices`.
+        batch_arcs: input arcs per batch (>= 1).
+        keep: ``keep(k)`` decides whether the k-th lattice parsed (0-based, over all files) is
+            read, e.g. ``lambda k: k % n == i`` for shard i of n; None keeps all.
+        file_failures: report files (or archive entries) that cannot be parsed; False when
+            another shard, which reads the same files, reports them.
+
+    Yields:
+        ``(batch, failures)``: failures of the files and utterances read since the previous
+        batch (the last batch may be empty and carry only failures).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown lattice format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if batch_arcs < 1:
+        raise ValueError(f"batch_arcs must be >= 1, got {batch_arcs}")
+    rules = rules if rules is not None else NormalizationRules()
+    given = load_symbols(words) if words is not None else None
+    growing = k2.SymbolTable() if given is None else None
+    kaldi_tables: dict = {}
+    seen: set = set()
+    pending: List[ArcList] = []
+    fails: List[Failure] = []
+    arcs, counter = 0, 0
+
+    def flush() -> Tuple[LatticeBatch, List[Failure]]:
+        nonlocal pending, fails, arcs
+        unique, dup = _drop_duplicates(pending, seen)
+        table = given
+        if table is None:  # add this batch's new words, sorted, to the job's table
+            assert growing is not None
+            new = {n for lat in unique for w in set(lat.words) if w is not None
+                   for n in [normalize_word(w, rules)] if n is not None and n not in growing}
+            for w in sorted(new):
+                growing.add(w)
+            table = growing
+        out = build_batch(unique, table, rules, fails + dup)
+        pending, fails, arcs = [], [], 0
+        return out
+
+    for path in files:
+        lats, file_fails = _parse_file(path, fmt, given, kaldi_tables)
+        if file_failures:
+            fails.extend(file_fails)
+        for lat in lats:
+            counter += 1
+            if keep is not None and not keep(counter - 1):
+                continue
+            pending.append(lat)
+            arcs += len(lat.src)
+            if arcs >= batch_arcs:
+                yield flush()
+    if pending or fails:
+        yield flush()

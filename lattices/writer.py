@@ -47,7 +47,11 @@ def write_lattices(batch: LatticeBatch, out: str, fmt: str) -> None:
             with atomic_open(os.path.join(out, _safe_name(utt) + suffix), "w") as f:
                 f.write(text)
         return
-    blocks = [format_kaldi_text(batch.fsas[i], utt) for i, utt in enumerate(batch.utt_ids)]
     with atomic_open(out, "w") as f:
-        f.write("".join(blocks))
+        f.write(kaldi_archive_text(batch))
     write_symbols(batch.symbols, os.path.join(os.path.dirname(os.path.abspath(out)), "words.txt"))
+
+
+def kaldi_archive_text(batch: LatticeBatch) -> str:
+    """Every lattice of ``batch`` as CompactLattice text blocks (one archive's worth)."""
+    return "".join(format_kaldi_text(batch.fsas[i], utt) for i, utt in enumerate(batch.utt_ids))

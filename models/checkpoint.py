@@ -111,3 +111,25 @@ def load_checkpoint(path: str, device: str = "cpu") -> Tuple[AFPLanguageModel, V
     if vocab.size != config.vocab_size:
         raise ValueError(f"{path}: vocabulary size {vocab.size} != model vocab_size {config.vocab_size}")
     return model.to(device).eval(), vocab, payload.get("extra") or {}
+
+
+def self_norm_offset(path: str, model: AFPLanguageModel, extra: Dict[str, Any]) -> float:
+    """The constant subtracted from raw logits when scoring ``model`` without the softmax normaliser.
+
+    That is only right for a self-normalised model (``afp-train-lm --self-norm ALPHA``): its
+    checkpoint records ALPHA and the mean and std of ``log Z`` measured on validation, and the
+    mean is the offset.
+
+    Raises:
+        ValueError: naming ``path`` when the model was not trained self-normalised (or its
+            checkpoint lacks the measured statistics).
+    """
+    stats = extra.get("log_norm") if isinstance(extra, dict) else None
+    measured = f" (its log Z on validation: mean {stats['mean']:.3f}, std {stats['std']:.3f})" if stats else ""
+    if model.config.self_norm <= 0:
+        raise ValueError(f"{path}: --no-normalize needs a self-normalised LM, trained with afp-train-lm --self-norm ALPHA; "
+                         f"this one was trained without it{measured}, so its raw logits are not log-probabilities")
+    if not stats:
+        raise ValueError(f"{path}: self-normalised LM (self_norm={model.config.self_norm}) without the measured log Z "
+                         "statistics in its checkpoint; retrain or re-save it with this version")
+    return float(stats["mean"])

@@ -25,6 +25,9 @@ class LMConfig:
         iterations: K, the number of Jacobi iterations in ``afp`` mode.
         max_recurrent_norm: if set, training keeps the spectral norm of every recurrent weight
             matrix at or below this bound (a contraction for ``elman`` when < 1).
+        self_norm: alpha of the self-normalisation (variance) regulariser
+            ``alpha * mean((log Z)^2)`` added to the training loss; 0 = a plain softmax model.
+            A model trained with alpha > 0 may be scored without the V-way normaliser.
     """
 
     vocab_size: int
@@ -37,6 +40,7 @@ class LMConfig:
     mode: str = "afp"
     iterations: int = 4
     max_recurrent_norm: Optional[float] = None
+    self_norm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -50,6 +54,8 @@ class LMConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.tie and self.embed != self.hidden:
             raise ValueError(f"tied embeddings need embed == hidden, got {self.embed} != {self.hidden}")
+        if not self.self_norm >= 0.0:
+            raise ValueError(f"self_norm must be >= 0, got {self.self_norm}")
         if self.max_recurrent_norm is not None and self.max_recurrent_norm <= 0:
             raise ValueError(f"max_recurrent_norm must be > 0, got {self.max_recurrent_norm}")
 

@@ -82,8 +82,19 @@ class AFPLanguageModel(nn.Module):
         states, _ = self.hidden_states(ids, mode, iterations)
         return torch.log_softmax(self.logits(states), dim=-1)
 
-    def token_nll(self, inputs: Tensor, targets: Tensor, mode: Optional[str] = None, iterations: Optional[int] = None) -> Tensor:
-        """Per-token negative log-likelihood ``[B, T]`` of ``targets`` given ``inputs`` (training loss)."""
+    def token_nll(
+        self, inputs: Tensor, targets: Tensor, mode: Optional[str] = None, iterations: Optional[int] = None,
+        return_log_norm: bool = False,
+    ):
+        """Per-token negative log-likelihood ``[B, T]`` of ``targets`` given ``inputs`` (training loss).
+
+        With ``return_log_norm`` also the softmax log-normaliser ``log Z`` ``[B, T]`` of every
+        position (what self-normalised training drives towards 0): returns ``(nll, log_z)``.
+        """
         states, _ = self.hidden_states(inputs, mode, iterations)
         logits = self.logits(states)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none").view_as(targets)
+        flat = logits.reshape(-1, logits.shape[-1])
+        nll = F.cross_entropy(flat, targets.reshape(-1), reduction="none").view_as(targets)
+        if not return_log_norm:
+            return nll
+        return nll, torch.logsumexp(flat, dim=-1).view_as(targets)

@@ -9,13 +9,14 @@ Two entry points:
 Both run in the model's own mode (``afp`` with K iterations, or ``exact``) unless told otherwise,
 in ``eval()`` mode and without gradients, on whatever device the model is on.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
+from .chunks import run_in_chunks
 from .lm import AFPLanguageModel
+from .prefix_tree import build_prefix_tree, last_tokens, lexicographic_order, prefix_tree_states
 
 
 def pad_sequences(seqs: Sequence[Sequence[int]], pad: int) -> Tuple[Tensor, Tensor]:
@@ -95,36 +96,88 @@ def score_unique_histories(
     iterations: Optional[int] = None,
     max_batch: int = 4096,
     progress: bool = False,
+    normalize: bool = True,
+    log_norm_offset: float = 0.0,
+    gather_batch: int = 1 << 16,
+    states: str = "tree",
+    stats: Optional[Dict[str, int]] = None,
 ) -> Tensor:
-    """Like :func:`score_pairs` for callers that already deduplicated the histories
-    (``progress`` shows a bar over the chunks).
+    """Like :func:`score_pairs` for callers that already deduplicated the histories.
+
+    The histories are sorted lexicographically (after keeping the last K tokens of each for an
+    AFP-K model) and processed in chunks of ``max_batch``: each chunk's states come from one cell
+    step per distinct prefix (:mod:`models.prefix_tree`), then the V-way normaliser (unless
+    ``normalize`` is False) and, in sub-chunks of ``gather_batch`` pairs, the pairs whose history
+    is in the chunk. Memory is bounded by ``max_batch * (H + V) + gather_batch * H`` whatever
+    the number of pairs. On CUDA out-of-memory the failing chunk alone is retried at half size.
 
     Args:
         histories: ``[U, T]`` int64 right-padded distinct histories; lengths: ``[U]`` (>= 1).
         inverse: ``[N]`` int64, the history (row of ``histories``) of each pair.
         words: ``[N]`` int64 next-word ids.
+        mode, iterations: override the model's recurrence (default: its own).
+        max_batch: histories per chunk. progress: show a progress bar over the histories.
+        normalize: False skips the softmax normaliser: the score is the raw logit minus the
+            constant ``log_norm_offset`` (only meaningful for a self-normalised model; callers
+            check that and take the offset from :func:`models.checkpoint.self_norm_offset`).
+        gather_batch: pairs per (state, output row) dot-product chunk.
+        states: ``"tree"`` (prefix tree, the default) or ``"jacobi"`` (K Jacobi iterations per
+            history, the reference computation; same function).
+        stats: if given, receives ``cell_steps`` (per layer) and ``histories``.
 
     Returns:
         ``[N]`` log-probabilities in the model's dtype, on its device.
     """
+    if states not in ("tree", "jacobi"):
+        raise ValueError(f"states must be 'tree' or 'jacobi', got {states!r}")
     was_training = model.training
     model.eval()
     device = model.output.weight.device
     try:
+        mode, iterations = model._resolve(mode, iterations)
+        context = iterations if mode == "afp" else None
         dtype = model.output.weight.dtype
-        log_norm = torch.empty(histories.shape[0], device=device, dtype=dtype)
-        states = torch.empty(histories.shape[0], model.config.hidden, device=device, dtype=dtype)
-        chunks = range(0, histories.shape[0], max_batch)
-        for start in tqdm(chunks, desc="LM", unit="chunk", disable=not progress or len(chunks) < 2, mininterval=1.0):
-            sl = slice(start, start + max_batch)
-            width = int(lengths[sl].max())  # shorter chunks run fewer positions
-            s = history_states(model, histories[sl, :width], lengths[sl], mode, iterations)
-            states[sl] = s
-            log_norm[sl] = torch.logsumexp(model.logits(s), dim=-1)
+        out = torch.empty(words.shape[0], device=device, dtype=dtype)
+        rows, lens = last_tokens(histories.to(device), lengths.to(device), context)
+        order = lexicographic_order(rows)  # chunks of neighbours share prefixes
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel(), device=device)
+        pair_rank = rank[inverse.to(device)]
+        pair_rank, pair_order = torch.sort(pair_rank, stable=True)
         words = words.to(device)
-        inverse = inverse.to(device)
-        word_logit = (states[inverse] * model.output.weight[words]).sum(-1) + model.output.bias[words] + model.output_mask[words]
-        return word_logit - log_norm[inverse]
+        weight, bias = model.output.weight, model.output.bias + model.output_mask
+        steps = [0]
+
+        def history_chunk(lo: int, hi: int) -> None:
+            sel = order[lo:hi]
+            if states == "tree":
+                tree = build_prefix_tree(rows[sel], lens[sel])
+                s = torch.empty(hi - lo, model.config.hidden, device=device, dtype=dtype)
+                s[tree.order] = prefix_tree_states(model, tree)
+                n_steps = tree.num_nodes
+            else:
+                width = int(lens[sel].max())
+                s = history_states(model, rows[sel, :width].clamp(min=0), lens[sel], mode, iterations)
+                n_steps = (hi - lo) * width * (min(width, iterations) if mode == "afp" else 1)
+            if normalize:
+                log_norm = torch.logsumexp(model.logits(s), dim=-1)
+            else:
+                log_norm = torch.full((hi - lo,), float(log_norm_offset), device=device, dtype=dtype)
+            a_lo, a_hi = (int(x) for x in torch.searchsorted(pair_rank, torch.tensor([lo, hi], device=device)))
+
+            def gather(p_lo: int, p_hi: int) -> None:
+                pairs = pair_order[a_lo + p_lo : a_lo + p_hi]
+                r = pair_rank[a_lo + p_lo : a_lo + p_hi] - lo
+                w = words[pairs]
+                out[pairs] = (s[r] * weight[w]).sum(-1) + bias[w] - log_norm[r]
+
+            run_in_chunks(a_hi - a_lo, gather_batch, gather)
+            steps[0] += n_steps
+
+        run_in_chunks(order.numel(), max_batch, history_chunk, desc="LM histories", progress=progress)
+        if stats is not None:
+            stats.update(cell_steps=steps[0], histories=int(order.numel()))
+        return out
     finally:
         model.train(was_training)
 

@@ -38,6 +38,8 @@ INPUT = click.Path(exists=True, dir_okay=False)
 @click.option("--max-len", type=click.IntRange(min=1), default=100, help="Split longer training lines into pieces of at most this many words.")
 @click.option("--max-recurrent-norm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Keep each recurrent weight's spectral norm <= this (contractive map, Miller & Hardt).")
+@click.option("--self-norm", type=click.FloatRange(min=0), default=0.0,
+              help="alpha: add alpha*mean((log Z)^2) to the loss (self-normalisation), so afp-rescore --no-normalize can skip the softmax normaliser.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
 @click.option("--seed", type=int, default=1, help="Random seed (initialisation and batch order).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (options and vocabulary must match).")

@@ -52,6 +52,7 @@ class TrainOptions:
     max_vocab: Optional[int] = None
     max_len: int = 100
     max_recurrent_norm: Optional[float] = None
+    self_norm: float = 0.0
     device: str = "auto"
     seed: int = 1
     resume: bool = False
@@ -88,7 +89,7 @@ def _build_config(opts: TrainOptions, vocab: Vocabulary) -> LMConfig:
     return LMConfig(
         vocab_size=vocab.size, embed=opts.embed, hidden=opts.hidden, layers=opts.layers, cell=opts.cell,
         dropout=opts.dropout, tie=opts.tie, mode=TRAIN_MODES[opts.mode], iterations=opts.iterations,
-        max_recurrent_norm=opts.max_recurrent_norm,
+        max_recurrent_norm=opts.max_recurrent_norm, self_norm=opts.self_norm,
     )
 
 
@@ -109,13 +110,16 @@ def _load_resume(opts: TrainOptions) -> Optional[Dict[str, Any]]:
 
 
 class _TokenNLL(torch.nn.Module):
-    """``(inputs, targets) -> [B, T]`` token NLL as a module's forward, so DDP can wrap it."""
+    """``(inputs, targets) -> [B, T]`` token NLL as a module's forward, so DDP can wrap it; for a
+    self-normalised model ``(nll, log_z)``, both ``[B, T]``."""
 
     def __init__(self, model: AFPLanguageModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor):
+        if self.model.config.self_norm > 0:
+            return self.model.token_nll(inputs, targets, return_log_norm=True)
         return self.model.token_nll(inputs, targets)
 
 
@@ -175,9 +179,12 @@ class _Trainer:
 
     def step(self, batch: Batch) -> Tuple[float, int]:
         inputs, targets, mask = batch.to(self.rt.device)
-        nll = self.loss_fn(inputs, targets)
+        out = self.loss_fn(inputs, targets)
         tokens = int(mask.sum())
+        nll, log_z = out if isinstance(out, tuple) else (out, None)
         loss = nll.masked_fill(~mask, 0.0).sum() / tokens
+        if log_z is not None:  # variance regulariser: drive log Z towards 0 (self-normalisation)
+            loss = loss + self.config.self_norm * log_z.pow(2).masked_fill(~mask, 0.0).sum() / tokens
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss is {float(loss)} at epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1} "
@@ -231,7 +238,8 @@ class _Trainer:
         if improved:
             self.state.update(best_valid_ppl=result.ppl, best_epoch=self.state["epoch"], bad_epochs=0)
             if self.rt.is_main:
-                save_checkpoint(os.path.join(self.opts.out, "model.pt"), self.model, self.vocab)
+                save_checkpoint(os.path.join(self.opts.out, "model.pt"), self.model, self.vocab,
+                                {"log_norm": result.log_norm_stats()})
         else:
             self.state["bad_epochs"] += 1
             self.state["lr"] *= self.opts.lr_decay

@@ -17,7 +17,8 @@ import k2
 import numpy as np
 import torch
 
-from lattices.validate import arc_arrays, longest_path_layers, out_arcs
+from lattices.fsa_build import fsavec_from_arrays
+from lattices.validate import arc_arrays, longest_path_layers, out_arcs, select_lattices
 
 PAD = -1  # left padding of histories shorter than K (they start with <s>)
 FINAL = -2  # history row of the final state (all paths merge there)
@@ -89,6 +90,26 @@ def expand_histories(
     Returns:
         An :class:`Expansion`.
     """
+    return _assemble(fsas, *_grow(fsas, order, bos, history_labels, max_arcs), order)
+
+
+def expanded_sizes(
+    fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Arcs of each utterance's expansion, without building it (same arguments as
+    :func:`expand_histories`).
+
+    Returns:
+        ``(arcs [num_fsas] int64, abandoned [num_fsas] bool)``: for an abandoned utterance (more
+        than ``max_arcs``), the count when it was abandoned.
+    """
+    grown = _grow(fsas, order, bos, history_labels, max_arcs)
+    return grown[3], grown[2]
+
+
+def _grow(fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor], max_arcs: Optional[int]) -> tuple:
+    """The level-by-level expansion (see the module docstring); returns the raw arrays that
+    :func:`_assemble` turns into an :class:`Expansion`."""
     if order < 1:
         raise ValueError(f"expansion order must be >= 1, got {order}")
     A = arc_arrays(fsas)
@@ -156,45 +177,42 @@ def expand_histories(
     arc_dst = np.full(n_arcs, -1, dtype=np.int64)
     for via, dst in arrivals:
         arc_dst[via] = dst
-    return _assemble(fsas, A, state_fsa, abandoned, arcs_per_fsa, st_orig, arc_src, arc_orig, arc_hist, arc_dst, order)
+    return A, state_fsa, abandoned, arcs_per_fsa, st_orig, arc_src, arc_orig, arc_hist, arc_dst
 
 
 def _assemble(fsas, A, state_fsa, abandoned, arcs_per_fsa, st_orig, arc_src, arc_orig, arc_hist, arc_dst, order) -> Expansion:
-    """Renumber the expanded states per utterance and build the FsaVec and its attributes."""
+    """Renumber the expanded states per utterance and build the FsaVec and its attributes, in one
+    vectorised pass over the arcs (no per-utterance loop)."""
     cat = lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape, dtype=np.int64)  # noqa: E731
     st_orig = cat(st_orig, (0,))
     arc_src, arc_orig, arc_hist = cat(arc_src, (0,)), cat(arc_orig, (0,)), cat(arc_hist, (0, order))
     st_fsa = state_fsa[st_orig]
-    keep_state = ~abandoned[st_fsa]
-    # utterance-major, creation (= topological) order inside each utterance
+    keep_fsa = ~abandoned & (np.diff(A.state_splits) > 0)
+    keep_state = keep_fsa[st_fsa]
+    # utterance-major, creation (= topological, final state last) order inside each utterance
     new_order = np.nonzero(keep_state)[0][np.argsort(st_fsa[keep_state], kind="stable")]
-    local = np.full(len(st_orig), -1, dtype=np.int64)
-    fsa_sorted = st_fsa[new_order]
-    first_of_fsa = np.searchsorted(fsa_sorted, np.arange(A.num_fsas))
-    local[new_order] = np.arange(len(new_order)) - first_of_fsa[fsa_sorted]
+    position = np.full(len(st_orig), -1, dtype=np.int64)
+    position[new_order] = np.arange(len(new_order))
+    states_per_fsa = np.bincount(st_fsa[new_order], minlength=A.num_fsas)
+    first_state = np.cumsum(states_per_fsa) - states_per_fsa
+    local = position - first_state[st_fsa]
 
-    keep_arc = keep_state[arc_src]
-    arc_order = np.nonzero(keep_arc)[0]
-    # sort arcs by (utterance, local source state); stable keeps each state's arcs in input order
-    arc_order = arc_order[np.lexsort((local[arc_src[arc_order]], st_fsa[arc_src[arc_order]]))]
+    arc_order = np.nonzero(keep_state[arc_src])[0]
+    # by (utterance, source state); stable keeps each state's arcs in creation (= input) order
+    arc_order = arc_order[np.argsort(position[arc_src[arc_order]], kind="stable")]
     assert (arc_dst[arc_order] >= 0).all(), "every kept arc must reach an expanded state"
-    src_l, dst_l = local[arc_src[arc_order]], local[arc_dst[arc_order]]
     orig = arc_orig[arc_order]
-    arc_fsa = st_fsa[arc_src[arc_order]]
-
-    kept = [i for i in range(A.num_fsas) if not abandoned[i] and A.state_splits[i + 1] > A.state_splits[i]]
-    labels = A.labels[orig]
-    scores = fsas.scores.detach().cpu()[torch.from_numpy(orig)]
-    pieces = []
-    for i in kept:
-        sel = arc_fsa == i
-        arcs = torch.from_numpy(np.stack([src_l[sel], dst_l[sel], labels[sel], np.zeros(int(sel.sum()), dtype=np.int64)], 1).astype(np.int32))
-        arcs[:, 3] = scores[torch.from_numpy(sel)].view(torch.int32)
-        pieces.append(k2.Fsa(arcs))
+    arc_splits = np.concatenate([[0], np.cumsum(np.bincount(position[arc_src[arc_order]], minlength=len(new_order)))])
+    state_splits = np.concatenate([[0], np.cumsum(states_per_fsa[keep_fsa])])
+    kept = np.flatnonzero(keep_fsa).tolist()
     arc_map = torch.from_numpy(orig)
-    out = k2.create_fsa_vec(pieces) if pieces else k2.index_fsa(fsas, torch.zeros(0, dtype=torch.int32))
+    if kept:
+        scores = fsas.scores.detach().cpu()[arc_map]
+        out = fsavec_from_arrays(state_splits, arc_splits, local[arc_src[arc_order]], local[arc_dst[arc_order]], A.labels[orig], scores)
+    else:
+        out = select_lattices(fsas, [])
     for name, value in fsas.named_tensor_attr(include_scores=False):
         if isinstance(value, torch.Tensor) and name != "labels":
             setattr(out, name, value[arc_map.to(value.device)])
-    too_large = {i: int(arcs_per_fsa[i]) for i in range(A.num_fsas) if abandoned[i]}
+    too_large = {int(i): int(arcs_per_fsa[i]) for i in np.flatnonzero(abandoned)}
     return Expansion(out, torch.from_numpy(arc_hist[arc_order]), arc_map, kept, too_large)

@@ -1,25 +1,30 @@
 """History expansion under a memory bound: prune the lattices that explode until they fit.
 
 :func:`rescore.expand.expand_histories` abandons every utterance whose expansion would exceed
-``max_arcs``. :func:`expand_within` retries each of them on a Viterbi-beam-pruned copy of its
-lattice (:func:`lattices.posteriors.prune`), narrowing the beam until the expansion fits, and
-merges everything back into one :class:`~rescore.expand.Expansion` in input order whose
-``arc_map`` points into the *original* input arcs.
+``max_arcs``. :func:`expand_within` finds, for each of them, the widest beam of a list whose
+Viterbi-beam-pruned lattice expands within ``max_arcs``: a bisection over the beams run for all
+of them at once (each round prunes every utterance still searching at its own beam, from best-path
+scores computed once, and only *counts* the expansions in one batched pass), then one batched
+expansion of the chosen pruned lattices. Everything is merged back into one
+:class:`~rescore.expand.Expansion` in input order whose ``arc_map`` points into the *original*
+input arcs. Cost: one expansion of the batch plus about ``log2(len(beams)) + 1`` batched
+expansions of the over-budget utterances, each abandoned as soon as it exceeds ``max_arcs``.
 
 Pruning is nested: every arc within beam ``b`` of the best path is also within any wider beam, so
 narrowing the beam only removes paths. Beam 0 keeps just the best-path arcs (all of them when
 several paths tie), which is the smallest lattice this module tries.
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
+import numpy as np
 import torch
 
-from lattices.posteriors import prune
-from lattices.validate import select_lattices
+from lattices.posteriors import arc_viterbi_scores, best_path_arcs, keep_arcs
+from lattices.validate import arc_arrays, out_arcs, select_lattices
 
-from .expand import Expansion, expand_histories
+from .expand import Expansion, expand_histories, expanded_sizes
 
 # Log-score beams from very wide (acoustic log-likelihoods of real recognizers span thousands)
 # down to 0 (best path only). Bisected: about log2(len) expansions per utterance that is too large.
@@ -56,10 +61,9 @@ def expand_within(
 ) -> Tuple[Expansion, Dict[int, PruneInfo], Dict[int, str]]:
     """Expand every lattice to unique ``order``-token histories, pruning those that exceed ``max_arcs``.
 
-    The whole batch is expanded once with :func:`expand_histories`. Each utterance reported in
-    its ``too_large`` is pruned alone by Viterbi beam for every beam in ``beams`` in turn
-    (widest first) and re-expanded, until its expansion has at most ``max_arcs`` arcs. Beams that
-    remove nothing more than the previous attempt are skipped (same lattice, same result).
+    The whole batch is expanded once with :func:`expand_histories`. The utterances reported in
+    its ``too_large`` are pruned by Viterbi beam and re-expanded (see the module docstring); each
+    gets the widest beam of ``beams`` whose expansion has at most ``max_arcs`` arcs.
 
     Args:
         fsas: connected, top-sorted FsaVec ``[utt][state][arc]`` (see
@@ -98,68 +102,94 @@ def expand_within(
         raise ValueError(f"fsas already has an attribute named {_ARC_INDEX!r}")
 
     first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs)
-    num_fsas = fsas.shape[0]
-    failures: Dict[int, str] = {}
-    for i in range(num_fsas):
-        if i not in first.too_large and i not in first.kept:
-            failures[i] = f"utterance {i}: empty lattice (no states), nothing to expand"
+    failures: Dict[int, str] = {
+        i: f"utterance {i}: empty lattice (no states), nothing to expand"
+        for i in range(fsas.shape[0]) if i not in first.too_large and i not in first.kept}
     if not first.too_large:
         return first, {}, failures
     assert max_arcs is not None
 
-    arc_splits = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].long().cpu()
-    pruned: Dict[int, PruneInfo] = {}
-    refits: Dict[int, Expansion] = {}
-    too_large: Dict[int, int] = {}
-    for i, unpruned in sorted(first.too_large.items()):
-        single = select_lattices(fsas, [i])
-        setattr(single, _ARC_INDEX, torch.arange(int(arc_splits[i]), int(arc_splits[i + 1]), device=fsas.device))
-        arcs_before = single.num_arcs
-        counted, tried = unpruned, []
-        lo, hi, fit = 0, len(beams) - 1, None
-        while lo <= hi:  # widest fitting beam: expanded size only shrinks as the beam narrows
-            mid = (lo + hi) // 2
-            small, _ = prune(single, beam=beams[mid])
-            index = getattr(small, _ARC_INDEX).long().cpu()
-            labels = None if history_labels is None else history_labels.cpu()[index]
-            exp = expand_histories(small, order, bos, history_labels=labels, max_arcs=max_arcs)
-            if exp.kept:
-                fit = (beams[mid], small.num_arcs, index, exp)
-                hi = mid - 1
+    over = sorted(first.too_large)
+    sub = select_lattices(fsas, over)
+    input_arcs = _arcs_per_fsa(sub)
+    arc_splits = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].long().cpu().numpy()
+    setattr(sub, _ARC_INDEX, torch.from_numpy(out_arcs(arc_splits, np.asarray(over))[1]).to(fsas.device))
+    labels = None if history_labels is None else history_labels.cpu()
+    viterbi = arc_viterbi_scores(sub)  # computed once; every round prunes by it
+    on_best = best_path_arcs(sub, viterbi)
+    utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
+    beam_table = torch.tensor(beams, dtype=torch.float64)
+
+    def pruned_to(choice: np.ndarray, utts: np.ndarray) -> k2.Fsa:
+        """The utterances ``utts`` (indexes into ``over``), each pruned at ``beams[choice[u]]``."""
+        beam_of_utt = torch.full((len(over),), -1.0, dtype=torch.float64)  # -1: drop the utterance
+        beam_of_utt[torch.from_numpy(utts)] = beam_table[torch.from_numpy(choice[utts])]
+        limit = beam_of_utt[utt_of_arc]
+        small = keep_arcs(sub, (limit >= 0) & (on_best | (viterbi >= -limit)))
+        return select_lattices(small, utts.tolist())  # the dropped utterances are empty FSAs now
+
+    def tokens_of(small: k2.Fsa) -> Optional[torch.Tensor]:
+        return None if labels is None else labels[getattr(small, _ARC_INDEX).long().cpu()]
+
+    # Bisection over the beams, all over-budget utterances at once: each round prunes every
+    # utterance still searching at its own middle beam and counts the expansions in one pass.
+    lo = np.zeros(len(over), dtype=np.int64)
+    hi = np.full(len(over), len(beams) - 1, dtype=np.int64)
+    fit = np.full(len(over), -1, dtype=np.int64)
+    tried: List[List[str]] = [[] for _ in over]
+    while (lo <= hi).any():
+        active = np.flatnonzero(lo <= hi)
+        mid = (lo + hi) // 2
+        small = pruned_to(mid, active)
+        sizes, abandoned = expanded_sizes(small, order, bos, tokens_of(small), max_arcs)
+        kept_arcs = _arcs_per_fsa(small)
+        for j, u in enumerate(active.tolist()):
+            if abandoned[j]:
+                tried[u].append(f"beam {beams[mid[u]]:g}: {kept_arcs[j]} arcs -> more than {sizes[j]} expanded")
+                lo[u] = mid[u] + 1
             else:
-                counted = exp.too_large[0]
-                tried.append(f"beam {beams[mid]:g}: {small.num_arcs} arcs -> more than {counted} expanded")
-                lo = mid + 1
-        if fit is not None:
-            beam, kept_arcs, index, exp = fit
-            delattr(exp.fsas, _ARC_INDEX)
-            exp.arc_map = index[exp.arc_map]
-            refits[i] = exp
-            pruned[i] = PruneInfo(beam, arcs_before, kept_arcs, exp.fsas.num_arcs)
-        else:
-            too_large[i] = counted
-            failures[i] = (
-                f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after "
-                f"pruning: {arcs_before} arcs -> more than {unpruned} expanded unpruned; " + ("; ".join(tried) or "pruning removed nothing")
-            )
-    return _merge(first, refits, too_large), pruned, dict(sorted(failures.items()))
+                fit[u] = mid[u]
+                hi[u] = mid[u] - 1
+
+    fitting = np.flatnonzero(fit >= 0)
+    pruned: Dict[int, PruneInfo] = {}
+    refit: Optional[Expansion] = None
+    if len(fitting):
+        small = pruned_to(fit, fitting)
+        refit = expand_histories(small, order, bos, history_labels=tokens_of(small), max_arcs=max_arcs)
+        assert not refit.too_large, "an expansion that fitted in its round must fit again"
+        refit.arc_map = getattr(small, _ARC_INDEX).long().cpu()[refit.arc_map]
+        delattr(refit.fsas, _ARC_INDEX)
+        sizes = _arcs_per_fsa(refit.fsas)
+        for j, (u, n_kept) in enumerate(zip(fitting.tolist(), _arcs_per_fsa(small))):
+            i = over[u]
+            pruned[i] = PruneInfo(beams[fit[u]], input_arcs[u], n_kept, sizes[j])
+        refit.kept = [over[u] for u in fitting.tolist()]
+    too_large: Dict[int, int] = {}
+    for u in np.flatnonzero(fit < 0).tolist():
+        i = over[u]
+        too_large[i] = first.too_large[i]
+        failures[i] = (
+            f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
+            f"{input_arcs[u]} arcs -> more than {first.too_large[i]} expanded unpruned; " + "; ".join(tried[u]))
+    return _merge(first, refit, too_large), pruned, dict(sorted(failures.items()))
 
 
-def _merge(first: Expansion, refits: Dict[int, Expansion], too_large: Dict[int, int]) -> Expansion:
-    """One Expansion, in input order, from the batch expansion and single-utterance re-expansions."""
-    parts = [first] + [refits[i] for i in sorted(refits)]
-    sources = [(i, 0, j) for j, i in enumerate(first.kept)] + [(i, 1 + k, 0) for k, i in enumerate(sorted(refits))]
-    sources.sort()
-    # global fsa index of (part, local index) in the concatenation of all parts' FsaVecs
-    fsa_offsets = torch.tensor([0] + [p.fsas.shape[0] for p in parts]).cumsum(0).tolist()
-    cat = k2.cat([p.fsas for p in parts])
-    arc_splits = cat.arcs.row_splits(2)[cat.arcs.row_splits(1).long()].long().cpu()
-    fsa_order = [fsa_offsets[part] + j for _, part, j in sources]
-    arc_order = torch.cat(
-        [torch.arange(int(arc_splits[f]), int(arc_splits[f + 1])) for f in fsa_order] or [torch.zeros(0, dtype=torch.long)]
-    )
-    out = k2.index_fsa(cat, torch.tensor(fsa_order, dtype=torch.int32, device=cat.device))
-    assert torch.equal(out.labels.cpu(), cat.labels.cpu()[arc_order]), "index_fsa must keep arc order"
+def _arcs_per_fsa(fsas: k2.Fsa) -> List[int]:
+    splits = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].long()
+    return (splits[1:] - splits[:-1]).tolist()
+
+
+def _merge(first: Expansion, refit: Optional[Expansion], too_large: Dict[int, int]) -> Expansion:
+    """One Expansion, in input order, from the unpruned batch expansion and the pruned one."""
+    parts = [first] + ([refit] if refit is not None else [])
+    sources = sorted((i, part, j) for part, p in enumerate(parts) for j, i in enumerate(p.kept))
+    fsa_offsets = np.cumsum([0] + [p.fsas.shape[0] for p in parts])
+    cat = k2.cat([p.fsas for p in parts]) if len(parts) > 1 else first.fsas
+    fsa_order = np.asarray([fsa_offsets[part] + j for _, part, j in sources], dtype=np.int64)
+    arc_splits = cat.arcs.row_splits(2)[cat.arcs.row_splits(1).long()].long().cpu().numpy()
+    arc_order = torch.from_numpy(out_arcs(arc_splits, fsa_order)[1])
+    out = select_lattices(cat, torch.from_numpy(fsa_order))
     histories = torch.cat([p.histories for p in parts])[arc_order]
     arc_map = torch.cat([p.arc_map for p in parts])[arc_order]
     return Expansion(out, histories, arc_map, [i for i, _, _ in sources], dict(too_large))

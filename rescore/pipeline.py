@@ -43,7 +43,8 @@ class RescoreOptions:
         order: K of the history expansion (default: the model's ``iterations``; required for a
             model trained with BPTT, which is then run as AFP-K).
         max_arcs: per-utterance bound on expanded arcs; larger expansions are beam-pruned first.
-        max_batch: distinct histories per LM chunk (halved automatically on CUDA out-of-memory).
+        max_batch: distinct histories per LM chunk (a chunk that hits CUDA out-of-memory is retried
+            at half size; see :func:`models.chunks.run_in_chunks`).
         lm_scales: extra LM scales for which the 1-best is also computed (WER sweeps).
         keep_lattices: return the rescored (expanded) lattices.
         progress: show progress bars (LM chunks).
@@ -92,18 +93,6 @@ class RescoreOutput:
     stats: Dict[str, float] = field(default_factory=dict)
 
 
-def _score_arcs_bounded(expansion, scorer: Scorer, symbols, table, max_batch: int, progress: bool) -> Tuple[torch.Tensor, int]:
-    """:func:`arc_lm_scores`, halving ``max_batch`` on CUDA out-of-memory."""
-    while True:
-        try:
-            return arc_lm_scores(expansion, scorer, symbols, table, max_batch, progress)
-        except torch.cuda.OutOfMemoryError:
-            if max_batch <= 1:
-                raise
-            torch.cuda.empty_cache()
-            max_batch //= 2
-
-
 @dataclass
 class ScoredExpansion:
     """What :func:`expand_and_score` returns.
@@ -136,7 +125,7 @@ def expand_and_score(
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     expansion, pruned, failures = expand_within(fsas, order, len(tables[0]) - 1, tokens, max_arcs)
     t1 = time.perf_counter()
-    scored = [_score_arcs_bounded(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
+    scored = [arc_lm_scores(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
     return ScoredExpansion(expansion, pruned, failures, [s for s, _ in scored], scored[0][1], t1 - t0, time.perf_counter() - t1)
 
 
@@ -169,7 +158,8 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     out.failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
     out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
     out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
-                 "distinct_histories": done.distinct, "order": order, "expand_seconds": done.expand_seconds,
+                 "distinct_histories": done.distinct, "cell_steps": scorer.stats.get("cell_steps", 0),
+                 "order": order, "expand_seconds": done.expand_seconds,
                  "lm_seconds": done.lm_seconds, "search_seconds": t3 - t2}
     return out
 

@@ -1,20 +1,29 @@
-"""One rescoring job: read (a shard of) the lattices, rescore, write every output into a directory."""
+"""One rescoring job: stream (a shard of) the lattices in batches, rescore, write every output."""
 import json
 import os
+import resource
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import k2
+import torch
+from tqdm import tqdm
+
+from lattices.fsa_build import Failure
 from lattices.lattice_batch import LatticeBatch, resolve_scales
 from lattices.nbest import hypothesis_records
 from lattices.oracle import read_references
-from lattices.reader import expand_paths, read_lattices
-from lattices.validate import select_lattices
-from lattices.writer import write_lattices
+from lattices.reader import expand_paths, iter_lattice_batches
+from lattices.symbols import write_symbols
+from lattices.writer import kaldi_archive_text, write_lattices
+from models.atomic import atomic_open
 from models.distributed import resolve_device
 
 from .outputs import words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
 from .pipeline import RescoreOptions, RescoreOutput, rescore_batch
+from .stream import prefetch
 from .scorers import load_scorer
 from .wer import wer_details, write_errs_file, write_wer_summary
 
@@ -40,6 +49,8 @@ class RunOptions:
     lattice_format: Optional[str] = None
     device: str = "auto"
     force: bool = False
+    batch_arcs: int = 500_000
+    normalize: bool = True
     rescore: RescoreOptions = field(default_factory=RescoreOptions)
 
 
@@ -54,51 +65,99 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return i, n
 
 
-def _read_shard(opts: RunOptions) -> Tuple[LatticeBatch, List[Tuple[str, str]]]:
-    """Shard I/N: files ``I::N`` when there are at least N files, else utterances ``I::N`` of
-    everything read (then shard 0 alone reports the files/utterances that could not be read)."""
+def _batches(opts: RunOptions) -> Tuple[Iterator[Tuple[LatticeBatch, List[Failure]]], List[Tuple[str, str]]]:
+    """Shard I/N as a lazy stream of batches: files ``I::N`` when there are at least N files, else
+    utterances ``I::N`` of everything read (then shard 0 alone reports unreadable files)."""
     i, n = opts.shard
     files, fails = expand_paths(opts.lattices)
-    failures = [(f.source, f.message) for f in fails]
     by_file = len(files) >= n
-    batch, read_fails = read_lattices(files[i::n] if by_file else files, opts.fmt, opts.words)
-    failures += [(f.source, f.message) for f in read_fails]
-    if not by_file and n > 1:
-        keep = list(range(len(batch)))[i::n]
-        # every shard read every file: report what could not be read once, from shard 0
-        failures = failures if i == 0 else []
-        batch = LatticeBatch(select_lattices(batch.fsas, keep), [batch.utt_ids[k] for k in keep], batch.symbols,
-                             [batch.headers[k] for k in keep])
-    return batch, failures
+    report_files = by_file or i == 0
+    failures = [(f.source, f.message) for f in fails] if report_files else []
+    keep = None if by_file or n == 1 else (lambda k: k % n == i)
+    stream = iter_lattice_batches(files[i::n] if by_file else files, opts.fmt, opts.words, batch_arcs=opts.batch_arcs,
+                                  keep=keep, file_failures=report_files)
+    return stream, failures
 
 
 def _durations(out: RescoreOutput, batch: LatticeBatch) -> List[float]:
-    if not hasattr(batch.fsas, "end_times"):
+    """Per rescored utterance, the end time of its last arc (0 without times)."""
+    if not hasattr(batch.fsas, "end_times") or not out.utt_ids:
         return [0.0] * len(out.utt_ids)
+    fsas = batch.fsas
+    utt_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
+    ends = torch.zeros(len(batch), dtype=fsas.end_times.dtype).scatter_reduce(
+        0, utt_of_arc, fsas.end_times.detach().cpu(), reduce="amax", include_self=True)
     index = {u: i for i, u in enumerate(batch.utt_ids)}
-    return [float(batch.fsas[index[u]].end_times.max()) if batch.fsas[index[u]].num_arcs else 0.0 for u in out.utt_ids]
+    return [float(ends[index[u]]) for u in out.utt_ids]
 
 
-def _write_wer(opts: RunOptions, out: RescoreOutput, batch: LatticeBatch, hyp_words: List[List[str]]) -> Dict[str, Any]:
+def _write_wer(opts: RunOptions, method: str, utts: List[str], hyps: Dict[str, List[str]],
+               sweep: Dict[float, Dict[str, List[str]]]) -> Dict[str, Any]:
     refs = read_references(opts.ref)
-    hyps = dict(zip(out.utt_ids, hyp_words))
-    shard_refs = {u: refs[u] for u in batch.utt_ids if u in refs}
-    result = write_errs_file(os.path.join(opts.out, "wer.txt"), shard_refs, hyps, title=f"{opts.rescore.method} rescoring")
+    shard_refs = {u: refs[u] for u in utts if u in refs}
+    result = write_errs_file(os.path.join(opts.out, "wer.txt"), shard_refs, hyps, title=f"{method} rescoring")
     metrics: Dict[str, Any] = {"wer": result.wer, "wer_errors": result.errors, "ref_words": result.ref_words,
                                "wer_utterances": sorted(shard_refs)}
-    if out.sweep:
-        rows = [(f"lm_scale_{s:g}", wer_details(shard_refs, dict(zip(out.utt_ids, (words_of(w, batch.symbols) for w in ws)))))
-                for s, ws in sorted(out.sweep.items())]
+    if sweep:
+        rows = [(f"lm_scale_{s:g}", wer_details(shard_refs, swept)) for s, swept in sorted(sweep.items())]
         write_wer_summary(os.path.join(opts.out, "wer-summary.txt"), rows)
         metrics["wer_by_lm_scale"] = {name: r.wer for name, r in rows}
     return metrics
 
 
+class _JobOutputs:
+    """The job's output files, opened once (atomically: they appear only when the job succeeds)
+    and written batch by batch, so memory does not grow with the number of utterances."""
+
+    def __init__(self, stack: ExitStack, out: str, lattice_fmt: Optional[str]) -> None:
+        path = lambda name: os.path.join(out, name)  # noqa: E731
+        self.text = stack.enter_context(atomic_open(path("text")))
+        self.nbest = stack.enter_context(atomic_open(path("nbest.jsonl")))
+        self.sups = stack.enter_context(atomic_open(path("hyps.supervisions.jsonl.gz")))
+        self.lattice_fmt = lattice_fmt
+        self.lattice_dir = path("lattices")
+        self.kaldi = stack.enter_context(atomic_open(path("lattices.ark"))) if lattice_fmt == "kaldi" else None
+        self.symbols: Optional[k2.SymbolTable] = None
+        self.batches = 0
+
+    def add(self, out: RescoreOutput, batch: LatticeBatch) -> List[List[str]]:
+        """Write one batch's results; returns its 1-best words ``[utt]``."""
+        best = [words_of(h[0].words, batch.symbols) for h in out.hyps]
+        write_text(self.text, out.utt_ids, best)
+        write_jsonl(self.nbest, hypothesis_records(out.utt_ids, out.hyps, batch.symbols))
+        write_supervisions(self.sups, out.utt_ids, best, _durations(out, batch))
+        if self.lattice_fmt and out.lattices is not None and len(out.lattices):
+            self.symbols = batch.symbols
+            if self.kaldi is not None:
+                self.kaldi.write(kaldi_archive_text(out.lattices))
+            elif self.lattice_fmt == "k2":
+                write_lattices(out.lattices, os.path.join(self.lattice_dir, f"{self.batches:05d}.pt"), "k2")
+            else:
+                write_lattices(out.lattices, self.lattice_dir, self.lattice_fmt)
+        self.batches += 1
+        return best
+
+    def finish(self, out_dir: str) -> None:
+        if self.kaldi is not None and self.symbols is not None:
+            write_symbols(self.symbols, os.path.join(out_dir, "words.txt"))
+
+
+def _add_stats(total: Dict[str, Any], stats: Dict[str, Any]) -> None:
+    for k, v in stats.items():
+        if k == "order":
+            total[k] = v
+        elif isinstance(v, (int, float)):
+            total[k] = total.get(k, 0) + v
+
+
 def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     """Rescore the job's lattices and write ``text``, ``nbest.jsonl``, ``hyps.supervisions.jsonl.gz``,
-    ``failures.txt``, optional ``lattices/``, ``wer.txt``, ``wer-summary.txt``, and ``metrics.json`` last.
+    ``failures.txt``, optional ``lattices*``, ``wer.txt``, ``wer-summary.txt``, and ``metrics.json`` last.
 
-    A job whose ``metrics.json`` exists is skipped (unless ``force``), so reruns resume.
+    The lattices are read lazily in batches of about ``batch_arcs`` input arcs (the next batch is
+    parsed in a background thread while the current one is rescored), so memory is bounded by
+    one batch and time is linear in the number of utterances. A job whose ``metrics.json`` exists
+    is skipped (unless ``force``), so reruns resume.
 
     Returns:
         The metrics (with ``"skipped": True`` for a finished job).
@@ -109,37 +168,62 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
             return {**json.load(f), "skipped": True}
     t0 = time.perf_counter()
     device = resolve_device(opts.device)
-    scorer = load_scorer(opts.lm, str(device))
+    scorer = load_scorer(opts.lm, str(device), normalize=opts.normalize)
     old = load_scorer(opts.old_lm, str(device)) if opts.old_lm else None
-    batch, failures = _read_shard(opts)
-    scales, _ = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
-    t_read = time.perf_counter() - t0
+    stream, failures = _batches(opts)
     rescore_opts = opts.rescore
     if opts.write_lattices:
         rescore_opts = RescoreOptions(**{**rescore_opts.__dict__, "keep_lattices": True})
-    out = rescore_batch(batch, scorer, scales, rescore_opts, old) if len(batch) else RescoreOutput([], [])
-    failures += out.failures
-
+    lattice_fmt = None
+    if opts.write_lattices:
+        lattice_fmt = opts.lattice_format
+    stats: Dict[str, Any] = {}
+    pruned: Dict[str, Any] = {}
+    scales_seen: set = set()
+    utts: List[str] = []
+    hyps: Dict[str, List[str]] = {}
+    sweep: Dict[float, Dict[str, List[str]]] = {}
     os.makedirs(opts.out, exist_ok=True)
-    best = [words_of(h[0].words, batch.symbols) for h in out.hyps]
-    write_text(os.path.join(opts.out, "text"), out.utt_ids, best)
-    write_jsonl(os.path.join(opts.out, "nbest.jsonl"), hypothesis_records(out.utt_ids, out.hyps, batch.symbols))
-    write_supervisions(os.path.join(opts.out, "hyps.supervisions.jsonl.gz"), out.utt_ids, best, _durations(out, batch))
-    write_failures(os.path.join(opts.out, "failures.txt"), failures)
-    if opts.write_lattices and out.lattices is not None and len(out.lattices):
-        fmt = opts.lattice_format or str(batch.headers[0].get("format", "k2"))
-        write_lattices(out.lattices, os.path.join(opts.out, "lattices" + (".pt" if fmt == "k2" else ".ark" if fmt == "kaldi" else "")), fmt)
-    stats = out.stats
+    bar = tqdm(desc="rescoring", unit="utt", disable=not rescore_opts.progress, mininterval=1.0)
+    with ExitStack() as stack:
+        outputs: Optional[_JobOutputs] = None
+        for batch, read_fails in prefetch(stream):
+            failures += [(f.source, f.message) for f in read_fails]
+            if not len(batch):
+                continue
+            if outputs is None:  # the output lattice format defaults to the first lattice's
+                fmt = lattice_fmt or (str(batch.headers[0].get("format", "k2")) if opts.write_lattices else None)
+                outputs = _JobOutputs(stack, opts.out, fmt)
+            scales, _ = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
+            scales_seen.update(scales)
+            out = rescore_batch(batch, scorer, scales, rescore_opts, old)
+            failures += out.failures
+            best = outputs.add(out, batch)
+            utts += batch.utt_ids
+            hyps.update(zip(out.utt_ids, best))
+            for s, ws in out.sweep.items():
+                sweep.setdefault(s, {}).update(zip(out.utt_ids, (words_of(w, batch.symbols) for w in ws)))
+            pruned.update(out.pruned)
+            _add_stats(stats, out.stats)
+            bar.update(len(batch))
+        bar.close()
+        if outputs is None:  # nothing was read: still write the (empty) outputs
+            outputs = _JobOutputs(stack, opts.out, None)
+        outputs.finish(opts.out)
+        write_failures(os.path.join(opts.out, "failures.txt"), failures)
+        batches = outputs.batches
     wall = time.perf_counter() - t0
     metrics: Dict[str, Any] = {
         "method": rescore_opts.method, "device": str(device), "lm": opts.lm, "old_lm": opts.old_lm, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
-        "utterances_done": len(out.utt_ids), "utterances_failed": len(failures), "interpolate": rescore_opts.interpolate,
-        "nbest": rescore_opts.nbest, "read_seconds": t_read, "wall_seconds": wall, **stats,
+        "utterances_done": len(hyps), "utterances_failed": len(failures), "interpolate": rescore_opts.interpolate,
+        "nbest": rescore_opts.nbest, "batches": batches, "batch_arcs": opts.batch_arcs, "normalize": opts.normalize,
+        "wall_seconds": wall, **stats,
         # rescoring throughput: expanded arcs over the rescoring seconds (reading/loading excluded)
         "arcs_per_s": stats.get("arcs_after_expansion", 0) / max(stats.get("seconds", 0.0), 1e-9),
-        "scales": sorted(set(scales)), "pruned": out.pruned,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "scales": sorted(scales_seen), "pruned": pruned,
     }
     if opts.ref:
-        metrics.update(_write_wer(opts, out, batch, best))
+        metrics.update(_write_wer(opts, rescore_opts.method, utts, hyps, sweep))
     write_json(done, metrics)
     return metrics

@@ -264,12 +264,20 @@ def test_arpa_as_the_new_lm_and_as_the_old_lm(setup, tmp_path):
 
 
 def test_read_failures_inside_a_sharded_file_are_reported_once(tmp_path):
-    from rescore.run import RunOptions, _read_shard
+    from rescore.run import RunOptions, _batches
 
     (tmp_path / "words.txt").write_text("<eps> 0\nw1 1\nw2 2\n")
     ark = tmp_path / "lats.ark"  # utt2 has a cycle: a read failure inside a multi-utterance file
     ark.write_text("utt1\n0 1 1 1.0,2.0,\n1 2 2 1.0,1.0,\n2 0,0,\n\nutt2\n0 1 1 1.0,1.0,\n1 0 2 1.0,1.0,\n1 0,0,\n\n"
                    "utt3\n0 1 2 0.5,0.5,\n1 0,0,\n\n")
-    shards = [_read_shard(RunOptions(lattices=[str(ark)], lm="unused", out="unused", shard=(i, 2))) for i in range(2)]
-    assert [b.utt_ids for b, _ in shards] == [["utt1"], ["utt3"]]
+    shards = []
+    for i in range(2):
+        stream, fails = _batches(RunOptions(lattices=[str(ark)], lm="unused", out="unused", shard=(i, 2), batch_arcs=1))
+        utts = []
+        for batch, read_fails in stream:
+            utts += batch.utt_ids
+            fails += [(f.source, f.message) for f in read_fails]
+        shards.append((utts, fails))
+    # utterances alternate between the shards; the bad one is reported by its own shard only
+    assert [utts for utts, _ in shards] == [["utt1", "utt3"], []]
     assert [src for _, fails in shards for src, _ in fails] == [f"{ark}:utt2"]

@@ -1,0 +1,152 @@
+"""Streaming and batching: outputs do not depend on how the lattices are grouped, and every
+pruned expansion stays within --max-arcs."""
+import json
+import os
+import random
+import threading
+
+import k2
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lattices.lattice_batch import LatticeBatch
+from lattices.validate import select_lattices
+from lattices.writer import write_lattices
+from models.checkpoint import save_checkpoint
+from models.config import LMConfig
+from models.lm import AFPLanguageModel
+from models.vocab import Vocabulary
+from rescore.cli import rescore_command
+from rescore.fit import expand_within
+from rescore.pipeline import RescoreOptions, rescore_batch
+from rescore.scorers import load_scorer
+from rescore.stream import prefetch
+from tests.lattice_utils import fsa_from_arcs, make_symbols, random_lattice_arcs
+
+BOS = 100
+
+
+def noisy_lattices(seed: int, n: int):
+    """Random lattices with continuous scores (no exact ties between hypotheses)."""
+    rng = random.Random(seed)
+    fsas = []
+    for _ in range(n):
+        arcs, final = random_lattice_arcs(rng, num_states=rng.randint(2, 7))
+        arcs = [(s, d, w, am - rng.random(), lm - rng.random()) for s, d, w, am, lm in arcs]
+        fsas.append(fsa_from_arcs(arcs, final))
+    return k2.create_fsa_vec(fsas)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stream")
+    symbols = make_symbols()
+    batch = LatticeBatch(noisy_lattices(1, 15), [f"utt{i:02d}" for i in range(15)], symbols)
+    write_lattices(batch, str(tmp / "lats"), "slf")
+    vocab = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3)] + [(f"w{i}", 3 + i) for i in range(1, 7)])
+    torch.manual_seed(0)
+    model = AFPLanguageModel(LMConfig(vocab_size=vocab.size, embed=8, hidden=8, cell="lstm", iterations=2))
+    model.set_nonpredictable(vocab.nonpredictable_ids())
+    save_checkpoint(str(tmp / "lm.pt"), model, vocab)
+    return tmp, batch
+
+
+def rescore_cli(tmp, name, *extra):
+    out = str(tmp / name)
+    args = ["--lm", str(tmp / "lm.pt"), "--out", out, "--lm-scale", "2", "--nbest", "3", "--no-progress",
+            "--max-arcs", "60", *map(str, extra), str(tmp / "lats")]
+    result = CliRunner().invoke(rescore_command, args, catch_exceptions=False)
+    assert result.exit_code in (0, 1), result.output
+    nbest = [json.loads(line) for line in open(os.path.join(out, "nbest.jsonl"))]
+    return open(os.path.join(out, "text")).read(), nbest, json.load(open(os.path.join(out, "metrics.json")))
+
+
+def test_streamed_outputs_equal_one_batch_for_any_batch_size(setup):
+    tmp, _ = setup
+    text, nbest, metrics = rescore_cli(tmp, "one", "--batch-arcs", 10**6)
+    assert metrics["batches"] == 1 and metrics["utterances_done"] == 15
+    for size in (1, 23, 100):
+        t, n, m = rescore_cli(tmp, f"stream{size}", "--batch-arcs", size)
+        assert m["batches"] > 1 and m["utterances_done"] == 15
+        assert t == text
+        assert [(r["utt"], r["rank"], r["words"]) for r in n] == [(r["utt"], r["rank"], r["words"]) for r in nbest]
+        assert all(abs(a["total"] - b["total"]) < 1e-3 for a, b in zip(n, nbest))
+        assert m["pruned"] == metrics["pruned"]
+    assert metrics["pruned"], "the fixture should make --max-arcs prune some lattices"
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10**6), split=st.integers(1, 6))
+def test_rescoring_in_batches_equals_one_at_a_time(setup, seed, split):
+    tmp, _ = setup
+    scorer = load_scorer(str(tmp / "lm.pt"))
+    fsas = noisy_lattices(seed, 8)
+    batch = LatticeBatch(fsas, [f"u{i}" for i in range(8)], make_symbols())
+    opts = RescoreOptions(nbest=2, max_arcs=40)
+    scales = [(1.0, 2.0, -0.5)] * 8
+    whole = rescore_batch(batch, scorer, scales, opts)
+
+    def part(idx):
+        sub = LatticeBatch(select_lattices(fsas, idx), [batch.utt_ids[i] for i in idx], batch.symbols)
+        return rescore_batch(sub, scorer, [scales[i] for i in idx], opts)
+
+    pieces = [part(list(range(i, min(i + split, 8)))) for i in range(0, 8, split)]
+    assert [u for p in pieces for u in p.utt_ids] == whole.utt_ids
+    flat = [h for p in pieces for h in p.hyps]
+    assert [[h.words for h in hs] for hs in flat] == [[h.words for h in hs] for hs in whole.hyps]
+    assert all(abs(a.total - b.total) < 1e-4 for x, y in zip(flat, whole.hyps) for a, b in zip(x, y))
+    assert {u: v for p in pieces for u, v in p.pruned.items()} == whole.pruned
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), order=st.integers(1, 4), max_arcs=st.integers(1, 80))
+def test_every_pruned_expansion_stays_within_max_arcs(seed, order, max_arcs):
+    rng = random.Random(seed)
+    fsas = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(2, 8), extra_arcs=rng.randint(0, 12)))
+                              for _ in range(6)])
+    exp, pruned, failures = expand_within(fsas, order, BOS, max_arcs=max_arcs)
+    splits = exp.fsas.arcs.row_splits(2)[exp.fsas.arcs.row_splits(1).long()].tolist()
+    sizes = [b - a for a, b in zip(splits, splits[1:])]
+    assert all(n <= max_arcs for n in sizes)
+    assert sorted(exp.kept + list(failures)) == list(range(6))
+    for pos, i in enumerate(exp.kept):
+        if i in pruned:
+            assert pruned[i].expanded_arcs == sizes[pos] and pruned[i].arcs_after_pruning <= pruned[i].arcs_before
+    full, _, _ = expand_within(fsas, order, BOS)  # what did not need pruning is expanded exactly as without a bound
+    full_splits = full.fsas.arcs.row_splits(2)[full.fsas.arcs.row_splits(1).long()].tolist()
+    for pos, i in enumerate(exp.kept):
+        if i not in pruned:
+            assert sizes[pos] == full_splits[i + 1] - full_splits[i] <= max_arcs
+
+
+def test_prefetch_keeps_order_and_reraises_errors():
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("bad file")
+
+    got = []
+    with pytest.raises(ValueError, match="bad file"):
+        for x in prefetch(broken()):
+            got.append(x)
+    assert got == [1]
+
+
+def test_prefetch_stops_its_worker_when_the_consumer_stops():
+    produced = []
+
+    def items():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    before = threading.active_count()
+    for x in prefetch(items(), depth=2):
+        if x == 3:
+            break
+    assert threading.active_count() == before
+    assert len(produced) < 10
