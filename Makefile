@@ -200,10 +200,15 @@ BENCH_LS_FLAGS ?= --max-arcs 200000 --ngram-max-arcs 500000 --device cpu
 $(BENCH_LS_DIR)/text/train.txt: $(LM_TEXTS) | $(VENV)/.installed
 	$(PY) bench/prepare_lm_text.py $(LM_TEXTS) $(@D) --valid-lines 2000 --test-lines 0
 
+# Run names: bptt, afpK, and afpKsn (AFP-K trained self-normalised with --self-norm
+# $(BENCH_LS_SELF_NORM); the benchmark scores it with --no-normalize).
+BENCH_LS_SELF_NORM ?= 0.1
+
 $(BENCH_LS_DIR)/lm/%/metrics.json: | $(BENCH_LS_DIR)/text/train.txt
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BENCH_LS_DIR)/text/train.txt \
 	  --valid $(BENCH_LS_DIR)/text/valid.txt --out $(@D) $(BENCH_LS_LM_FLAGS) \
-	  $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*))
+	  $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$(patsubst %sn,%,$*))) \
+	  $(if $(filter %sn,$*),--self-norm $(BENCH_LS_SELF_NORM))
 
 .PHONY: bench-librispeech-lms
 bench-librispeech-lms: $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS_RUNS))

@@ -7,8 +7,11 @@ The GPU machine has no k2, so the work is split in two:
 
        python bench/lm_pass.py dump --lm model.pt --out pairs.pt [--max-arcs N] LATTICES...
 
-2. ``time`` (torch only): load the dump and a checkpoint, time ``score_unique_histories``
-   (median of ``--repeat`` runs after a warm-up, CUDA synchronised) and report expanded arcs/s::
+2. ``time`` (torch only): load the dump and a checkpoint, time ``score_unique_histories`` for
+   each way of computing the states in the same run (``jacobi``: K Jacobi iterations per history,
+   the code before the prefix tree; ``tree``: one cell step per distinct prefix; optionally
+   ``--no-normalize`` for a self-normalised model), median of ``--repeat`` runs after a warm-up,
+   CUDA synchronised, and report expanded arcs/s and the score difference between them::
 
        PYTHONPATH=. python bench/lm_pass.py time --lm model.pt --pairs pairs.pt --device cuda
 """
@@ -62,30 +65,50 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Device.")
 @click.option("--max-batch", default=4096, show_default=True, help="Distinct histories per LM chunk.")
 @click.option("--repeat", default=3, show_default=True, help="Timed runs (median reported).")
-def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int) -> None:
-    """Print one JSON line: seconds, expanded arcs/s, histories/s."""
+@click.option("--states", "variants", default="jacobi,tree", show_default=True,
+              help="Comma-separated state computations to time in this run: jacobi (K iterations per history), tree (prefix tree).")
+@click.option("--no-normalize", "also_raw", is_flag=True,
+              help="Also time the prefix tree without the softmax normaliser (a self-normalised LM; its offset from the checkpoint).")
+def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, variants: str, also_raw: bool) -> None:
+    """Print one JSON line per variant: seconds, expanded arcs/s, histories/s, cell steps per
+    history, and the largest score difference from the first variant."""
+    from models.checkpoint import self_norm_offset
+
     dev = resolve_device(device)
-    model, _, _ = load_checkpoint(lm, str(dev))
+    model, _, extra = load_checkpoint(lm, str(dev))
     d = torch.load(pairs)
     args = (d["histories"], d["lengths"], d["inverse"], d["words"])
+    runs = [(v, {"states": v}) for v in variants.split(",")]
+    if also_raw:
+        runs.append(("tree-no-normalize", {"states": "tree", "normalize": False,
+                                           "log_norm_offset": self_norm_offset(lm, model, extra)}))
+    reference = None
+    for name, kwargs in runs:
+        stats: dict = {}
 
-    def once() -> float:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        out = score_unique_histories(model, *args, max_batch=max_batch)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        assert torch.isfinite(out).all()
-        return time.perf_counter() - t0
+        def once() -> float:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            out = score_unique_histories(model, *args, max_batch=max_batch, stats=stats, **kwargs)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            assert torch.isfinite(out).all()
+            once.out = out  # type: ignore[attr-defined]
+            return time.perf_counter() - t0
 
-    once()  # warm-up
-    sec = statistics.median(once() for _ in range(repeat))
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    click.echo(json.dumps({"device": name, "torch": torch.__version__, "seconds": sec, "lattices": d["lattices"],
-                           "expanded_arcs": d["expanded_arcs"], "distinct_histories": int(d["histories"].shape[0]),
-                           "arcs_per_s": d["expanded_arcs"] / sec, "histories_per_s": d["histories"].shape[0] / sec,
-                           "max_batch": max_batch, "config": model.config.to_dict()}))
+        once()  # warm-up
+        sec = statistics.median(once() for _ in range(repeat))
+        out = once.out.double().cpu()  # type: ignore[attr-defined]
+        reference = out if reference is None else reference
+        dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        click.echo(json.dumps({"variant": name, "device": dev_name, "torch": torch.__version__, "seconds": sec,
+                               "lattices": d["lattices"], "expanded_arcs": d["expanded_arcs"],
+                               "distinct_histories": int(d["histories"].shape[0]),
+                               "arcs_per_s": d["expanded_arcs"] / sec, "histories_per_s": d["histories"].shape[0] / sec,
+                               "cell_steps_per_history": stats["cell_steps"] / max(stats["histories"], 1),
+                               "max_abs_diff_vs_first": float((out - reference).abs().max()),
+                               "max_batch": max_batch, "config": model.config.to_dict()}))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,27 @@
 """Build the batch FsaVec from per-utterance arc lists; shared by every reader.
 
 A reader turns one lattice into an :class:`ArcList`: nodes are arbitrary integers
-``0..num_nodes-1`` in any order, arcs carry a word *string* (``None`` = epsilon) and natural-log
-scores, and ``finals`` gives the final nodes with their final weights. :func:`build_batch` then
+``0..num_nodes-1`` in any order, arcs carry a word (an index into the lattice's distinct word
+strings, ``None`` = epsilon) and natural-log scores, and ``finals`` gives the final nodes with their
+final weights. :func:`build_batch` then, vectorised over the whole batch (numpy; no per-arc or
+per-node Python loop):
 
-1. normalises the words (:mod:`lattices.normalize`) and maps them to ids in one symbol table
-   (a given ``words.txt``, or one built from all words of the batch, sorted);
-2. keeps only nodes on some start→final path (like ``k2.connect``);
-3. sorts the nodes topologically (Kahn, smallest original node first, so an already sorted
-   lattice keeps its numbering) and raises on cycles;
+1. normalises each distinct word string once (:mod:`lattices.normalize`) and maps it to an id in
+   one symbol table (a given ``words.txt``, or one built from all words of the batch, sorted);
+2. keeps only nodes on some start→final path (like ``k2.connect``), by a breadth-first search
+   from every start and back from every final node, all lattices at once;
+3. orders the nodes topologically: a lattice whose kept arcs all go from a smaller to a larger
+   node number keeps its numbering; any other is ordered by (longest distance from the start,
+   node number). A lattice with a cycle is a failure;
 4. renumbers them so the start is state 0, appends the k2 final state (so the state count
    includes it) and one arc labelled ``-1`` per final node carrying the final weight,
    arcs sorted by source state (stable: a state's arcs keep their input order);
-5. makes the k2 FsaVec with ``labels``, ``am_scores``, ``lm_scores``, ``scores = am + lm`` and
+5. makes one k2 FsaVec with ``labels``, ``am_scores``, ``lm_scores``, ``scores = am + lm`` and
    (when every lattice of the batch has them) ``start_times``/``end_times``.
 
 Lattices that fail (empty, cyclic, OOV word, ...) become :class:`Failure` entries; the rest of
 the batch is still built.
 """
-import heapq
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -30,7 +33,7 @@ import torch
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.symbols import build_symbols
-from lattices.validate import select_lattices
+from lattices.validate import out_arcs, select_lattices
 
 
 @dataclass
@@ -57,7 +60,9 @@ class ArcList:
         start: the start node.
         finals: final node → ``(am, lm)`` final weight (natural log, higher is better).
         src, dst: int64 arrays ``[num_arcs]``.
-        words: ``num_arcs`` word strings (``None`` or ``"<eps>"`` = epsilon), not yet normalised.
+        word_types: the lattice's distinct word strings (``None`` or ``"<eps>"`` = epsilon), not
+            yet normalised (see :func:`intern_words`).
+        word_index: int64 ``[num_arcs]``, each arc's word as an index into ``word_types``.
         am, lm: float64 arrays ``[num_arcs]``.
         start_times, end_times: float arrays ``[num_arcs]`` (seconds) or ``None``.
         header: format metadata kept in :attr:`LatticeBatch.headers`.
@@ -70,7 +75,8 @@ class ArcList:
     finals: Dict[int, Tuple[float, float]]
     src: np.ndarray
     dst: np.ndarray
-    words: List[Optional[str]]
+    word_types: List[Optional[str]]
+    word_index: np.ndarray
     am: np.ndarray
     lm: np.ndarray
     start_times: Optional[np.ndarray] = None
@@ -81,130 +87,92 @@ class ArcList:
     def where(self) -> str:
         return f"{self.source}:{self.utt_id}"
 
-
-@dataclass
-class _Built:
-    arcs: torch.Tensor  # int32 [num_arcs, 4]
-    am: np.ndarray
-    lm: np.ndarray
-    start_times: Optional[np.ndarray]
-    end_times: Optional[np.ndarray]
+    @property
+    def words(self) -> List[Optional[str]]:
+        """Each arc's word string, ``[num_arcs]``."""
+        return [self.word_types[i] for i in self.word_index.tolist()]
 
 
-def _connected_top_order(lat: ArcList) -> List[int]:
-    """Nodes on a start→final path, in topological order. ValueError if empty or cyclic."""
+def intern_words(words: Sequence[Optional[str]]) -> Tuple[List[Optional[str]], np.ndarray]:
+    """``(distinct words in first-seen order, int64 [len(words)] index of each into them)``."""
+    types: Dict[Optional[str], int] = {}
+    index = np.fromiter((types.setdefault(w, len(types)) for w in words), dtype=np.int64, count=len(words))
+    return list(types), index
+
+
+def interned_fields(words: Sequence[Optional[str]]) -> Dict[str, object]:
+    """``{"word_types", "word_index"}`` of per-arc word strings, for :class:`ArcList`'s constructor."""
+    types, index = intern_words(words)
+    return {"word_types": types, "word_index": index}
+
+
+def _type_ids(lat: ArcList, rules: NormalizationRules, symbols: k2.SymbolTable, given: bool,
+              cache: Dict[Optional[str], int]) -> np.ndarray:
+    """Symbol id of each of the lattice's distinct words (``cache`` is shared across lattices)."""
+    oov_id = symbols[rules.oov] if rules.oov is not None and rules.oov in symbols else None
+    ids = np.zeros(len(lat.word_types), dtype=np.int64)
+    for i, w in enumerate(lat.word_types):
+        if w not in cache:
+            n = None if w is None else normalize_word(w, rules)
+            if n is None:
+                cache[w] = 0
+            elif n in symbols:
+                cache[w] = symbols[n]
+            elif oov_id is not None:
+                cache[w] = oov_id
+            else:
+                what = "the given words.txt" if given else "the symbol table"
+                raise ValueError(f"{lat.where}: word {n!r} (written {w!r}) is not in {what} and it has no "
+                                 f"{rules.oov!r} to map it to")
+        ids[i] = cache[w]
+    return ids
+
+
+def _check_ranges(lat: ArcList) -> None:
     n = lat.num_nodes
     if not (0 <= lat.start < n):
         raise ValueError(f"{lat.where}: start node {lat.start} out of range 0..{n - 1}")
     for f in lat.finals:
         if not (0 <= f < n):
             raise ValueError(f"{lat.where}: final node {f} out of range 0..{n - 1}")
-    src, dst = lat.src, lat.dst
-    if len(src) and (src.min() < 0 or dst.min() < 0 or src.max() >= n or dst.max() >= n):
+    if len(lat.src) and (min(lat.src.min(), lat.dst.min()) < 0 or max(lat.src.max(), lat.dst.max()) >= n):
         raise ValueError(f"{lat.where}: a link refers to a node outside 0..{n - 1}")
-    out_adj: List[List[int]] = [[] for _ in range(n)]
-    in_adj: List[List[int]] = [[] for _ in range(n)]
-    for s, d in zip(src.tolist(), dst.tolist()):
-        out_adj[s].append(d)
-        in_adj[d].append(s)
-
-    def reach(seeds: Sequence[int], adj: List[List[int]]) -> np.ndarray:
-        seen = np.zeros(n, dtype=bool)
-        stack = list(seeds)
-        seen[stack] = True
-        while stack:
-            u = stack.pop()
-            for v in adj[u]:
-                if not seen[v]:
-                    seen[v] = True
-                    stack.append(v)
-        return seen
-
-    keep = reach([lat.start], out_adj) & reach(list(lat.finals), in_adj)
-    if not keep[lat.start]:
-        raise ValueError(f"{lat.where}: empty lattice (no path from the start node to a final node)")
-    indeg = np.zeros(n, dtype=np.int64)
-    for s, d in zip(src.tolist(), dst.tolist()):
-        if keep[s] and keep[d]:
-            indeg[d] += 1
-    heap = [u for u in np.nonzero(keep & (indeg == 0))[0].tolist()]
-    heapq.heapify(heap)
-    order = []
-    while heap:
-        u = heapq.heappop(heap)
-        order.append(u)
-        for v in out_adj[u]:
-            if keep[v]:
-                indeg[v] -= 1
-                if indeg[v] == 0:
-                    heapq.heappush(heap, v)
-    if len(order) != int(keep.sum()):
-        raise ValueError(f"{lat.where}: the lattice has a cycle (k2 word lattices must be acyclic)")
-    assert order[0] == lat.start, (order[0], lat.start)  # every kept node is reachable from start
-    return order
 
 
-def _build_one(lat: ArcList, labels: np.ndarray) -> _Built:
-    order = _connected_top_order(lat)
-    new_id = np.full(lat.num_nodes, -1, dtype=np.int64)
-    new_id[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
-    final_state = len(order)
-    s_new = new_id[lat.src] if len(lat.src) else np.zeros(0, dtype=np.int64)
-    d_new = new_id[lat.dst] if len(lat.dst) else np.zeros(0, dtype=np.int64)
-    kept = (s_new >= 0) & (d_new >= 0)
-    fin_nodes = sorted((f for f in lat.finals if new_id[f] >= 0), key=lambda f: new_id[f])
-    fin_src = np.asarray([new_id[f] for f in fin_nodes], dtype=np.int64)
-    k = int(kept.sum())
-    src = np.concatenate([s_new[kept], fin_src])
-    dst = np.concatenate([d_new[kept], np.full(len(fin_src), final_state, dtype=np.int64)])
-    lab = np.concatenate([labels[kept], np.full(len(fin_src), -1, dtype=np.int64)])
-    am = np.concatenate([lat.am[kept], [lat.finals[f][0] for f in fin_nodes]]).astype(np.float32)
-    lm = np.concatenate([lat.lm[kept], [lat.finals[f][1] for f in fin_nodes]]).astype(np.float32)
-    perm = np.argsort(src, kind="stable")
-    st = et = None
-    if lat.start_times is not None and lat.end_times is not None:
-        # a final arc starts and ends at the time its final node is reached
-        node_t = np.zeros(lat.num_nodes, dtype=np.float64)
-        node_t[lat.dst] = lat.end_times
-        node_t[lat.src[kept]] = lat.start_times[kept]
-        ft = node_t[np.asarray(fin_nodes, dtype=np.int64)] if fin_nodes else np.zeros(0)
-        st = np.concatenate([lat.start_times[kept], ft]).astype(np.float32)[perm]
-        et = np.concatenate([lat.end_times[kept], ft]).astype(np.float32)[perm]
-    scores = am + lm
-    arcs = torch.from_numpy(
-        np.stack([src[perm], dst[perm], lab[perm], np.zeros(len(perm), dtype=np.int64)], axis=1).astype(np.int32)
-    )
-    arcs[:, 3] = torch.from_numpy(scores[perm].astype(np.float32)).view(torch.int32)
-    assert k + len(fin_src) == arcs.shape[0]
-    return _Built(arcs, am[perm], lm[perm], st, et)
+def _reach(num_nodes: int, seeds: np.ndarray, frm: np.ndarray, to: np.ndarray) -> np.ndarray:
+    """``[num_nodes]`` bool: nodes reachable from ``seeds`` along arcs ``frm -> to`` (all
+    lattices at once, one frontier per step)."""
+    order = np.argsort(frm, kind="stable")
+    splits = np.concatenate([[0], np.cumsum(np.bincount(frm, minlength=num_nodes))])
+    seen = np.zeros(num_nodes, dtype=bool)
+    seen[seeds] = True
+    frontier = seeds
+    while frontier.size:
+        _, arcs = out_arcs(splits, frontier)
+        nxt = to[order[arcs]]
+        nxt = np.unique(nxt[~seen[nxt]])
+        seen[nxt] = True
+        frontier = nxt
+    return seen
 
 
-def _word_ids(
-    lat: ArcList, rules: NormalizationRules, symbols: k2.SymbolTable, given: bool
-) -> np.ndarray:
-    ids = np.zeros(len(lat.words), dtype=np.int64)
-    oov_id = None
-    if rules.oov is not None and rules.oov in symbols:
-        oov_id = symbols[rules.oov]
-    cache: Dict[Optional[str], int] = {}
-    for i, w in enumerate(lat.words):
-        if w in cache:
-            ids[i] = cache[w]
-            continue
-        n = None if w is None else normalize_word(w, rules)
-        if n is None:
-            idx = 0
-        elif n in symbols:
-            idx = symbols[n]
-        elif oov_id is not None:
-            idx = oov_id
-        else:
-            what = "the given words.txt" if given else "the symbol table"
-            raise ValueError(f"{lat.where}: word {n!r} (written {w!r}) is not in {what} and it has no "
-                             f"{rules.oov!r} to map it to")
-        cache[w] = idx
-        ids[i] = idx
-    return ids
+def _layers(num_nodes: int, keep: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Kahn's algorithm on the kept nodes: longest distance in arcs from a node without incoming
+    arcs; ``-1`` for nodes on or after a cycle (and for nodes not kept)."""
+    order = np.argsort(src, kind="stable")
+    splits = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=num_nodes))])
+    indeg = np.bincount(dst, minlength=num_nodes)
+    layer = np.full(num_nodes, -1, dtype=np.int64)
+    frontier = np.flatnonzero(keep & (indeg == 0))
+    k = 0
+    while frontier.size:
+        layer[frontier] = k
+        _, arcs = out_arcs(splits, frontier)
+        d, cnt = np.unique(dst[order[arcs]], return_counts=True)
+        indeg[d] -= cnt
+        frontier = d[indeg[d] == 0]
+        k += 1
+    return layer
 
 
 def build_batch(
@@ -230,27 +198,119 @@ def build_batch(
     fails = list(failures or [])
     given = symbols is not None
     if symbols is None:
-        vocab = set()
-        for lat in lattices:
-            for w in set(lat.words):
-                n = None if w is None else normalize_word(w, rules)
-                if n is not None:
-                    vocab.add(n)
+        vocab = {n for lat in lattices for w in lat.word_types if w is not None
+                 for n in [normalize_word(w, rules)] if n is not None}
         symbols = build_symbols(vocab)
-    built: List[_Built] = []
-    utt_ids: List[str] = []
-    headers: List[Dict[str, object]] = []
+    cache: Dict[Optional[str], int] = {}
+    ok: List[ArcList] = []
+    labels: List[np.ndarray] = []
+    problem: Dict[int, str] = {}
     for lat in lattices:
         try:
-            b = _build_one(lat, _word_ids(lat, rules, symbols, given))
+            _check_ranges(lat)
+            labels.append(_type_ids(lat, rules, symbols, given, cache)[lat.word_index])
         except ValueError as e:
-            fails.append(Failure(lat.where, str(e)))
+            problem[id(lat)] = str(e)
             continue
-        built.append(b)
-        utt_ids.append(lat.utt_id)
-        headers.append({**lat.header, "path": lat.source})
-    fsas = fsavec_from_parts(built)
-    return LatticeBatch(fsas, utt_ids, symbols, headers), fails
+        ok.append(lat)
+    built, why = _build_structure(ok, labels)
+    for lat, msg in zip(ok, why):
+        if msg is not None:
+            problem[id(lat)] = f"{lat.where}: {msg}"
+    for lat in lattices:  # failures in batch order
+        if id(lat) in problem:
+            fails.append(Failure(lat.where, problem[id(lat)]))
+    good = [lat for lat, msg in zip(ok, why) if msg is None]
+    headers = [{**lat.header, "path": lat.source} for lat in good]
+    return LatticeBatch(built, [lat.utt_id for lat in good], symbols, headers), fails
+
+
+def _build_structure(lats: Sequence[ArcList], labels: Sequence[np.ndarray]) -> Tuple[k2.Fsa, List[Optional[str]]]:
+    """The FsaVec of the lattices that are non-empty and acyclic, and per lattice None or why not."""
+    B = len(lats)
+    if B == 0:
+        return _empty_fsavec(), []
+    cat = lambda xs, dtype: np.concatenate(xs).astype(dtype, copy=False) if len(xs) else np.zeros(0, dtype=dtype)  # noqa: E731
+    n_nodes = np.array([lat.num_nodes + 1 for lat in lats], dtype=np.int64)  # + the k2 final state
+    node_off = np.concatenate([[0], np.cumsum(n_nodes)])
+    total = int(node_off[-1])
+    n_real = np.array([len(lat.src) for lat in lats], dtype=np.int64)
+    fin_nodes = [np.asarray(sorted(lat.finals), dtype=np.int64) for lat in lats]
+    n_fin = np.array([len(f) for f in fin_nodes], dtype=np.int64)
+    # every arc: the real ones of each lattice, then its final arcs (final node -> k2 final state)
+    lat_of_real = np.repeat(np.arange(B), n_real)
+    lat_of_fin = np.repeat(np.arange(B), n_fin)
+    src = np.concatenate([cat([lat.src for lat in lats], np.int64) + node_off[lat_of_real],
+                          cat(fin_nodes, np.int64) + node_off[lat_of_fin]])
+    dst = np.concatenate([cat([lat.dst for lat in lats], np.int64) + node_off[lat_of_real],
+                          node_off[1:][lat_of_fin] - 1])
+    lat_of_arc = np.concatenate([lat_of_real, lat_of_fin])
+    lab = np.concatenate([cat(list(labels), np.int64), np.full(int(n_fin.sum()), -1, dtype=np.int64)])
+    am = np.concatenate([cat([lat.am for lat in lats], np.float64), cat([[lat.finals[f][0] for f in sorted(lat.finals)] for lat in lats], np.float64)])
+    lm = np.concatenate([cat([lat.lm for lat in lats], np.float64), cat([[lat.finals[f][1] for f in sorted(lat.finals)] for lat in lats], np.float64)])
+    starts = np.array([lat.start for lat in lats], dtype=np.int64) + node_off[:-1]
+    finals_k2 = node_off[1:] - 1
+    keep = _reach(total, starts, src, dst) & _reach(total, finals_k2, dst, src)
+    keep_arc = keep[src] & keep[dst]
+    layer = _layers(total, keep, src[keep_arc], dst[keep_arc])
+    lat_of_node = np.repeat(np.arange(B), n_nodes)
+    local = np.arange(total) - node_off[lat_of_node]
+    why: List[Optional[str]] = [None] * B
+    cyclic = np.zeros(B, dtype=bool)
+    np.logical_or.at(cyclic, lat_of_node, keep & (layer < 0))
+    for i in np.flatnonzero(~keep[starts]).tolist():
+        why[i] = "empty lattice (no path from the start node to a final node)"
+    for i in np.flatnonzero(cyclic & keep[starts]).tolist():
+        why[i] = "the lattice has a cycle (k2 word lattices must be acyclic)"
+    good_lat = np.array([w is None for w in why])
+    # a lattice whose kept arcs all go forward in node numbers keeps its numbering
+    backward = np.zeros(B, dtype=bool)
+    np.logical_or.at(backward, lat_of_arc[keep_arc], local[src[keep_arc]] >= local[dst[keep_arc]])
+    key = np.where(backward[lat_of_node], layer * (int(n_nodes.max()) + 1) + local, local)
+    node_kept = keep & good_lat[lat_of_node]
+    order = np.flatnonzero(node_kept)
+    order = order[np.lexsort((key[order], lat_of_node[order]))]
+    states = np.bincount(lat_of_node[order], minlength=B)[good_lat]
+    new_id = np.full(total, -1, dtype=np.int64)
+    new_id[order] = np.arange(len(order))
+    first = np.concatenate([[0], np.cumsum(states)])[:-1]
+    first_of_lat = np.zeros(B, dtype=np.int64)
+    first_of_lat[good_lat] = first
+    arcs = np.flatnonzero(keep_arc & good_lat[lat_of_arc])
+    arcs = arcs[np.argsort(new_id[src[arcs]], kind="stable")]
+    assert (new_id[starts[good_lat]] == first).all(), "the start must be each lattice's first state"
+    arc_splits = np.concatenate([[0], np.cumsum(np.bincount(new_id[src[arcs]], minlength=len(order)))])
+    state_splits = np.concatenate([[0], np.cumsum(states)])
+    s_local = new_id[src[arcs]] - first_of_lat[lat_of_arc[arcs]]
+    d_local = new_id[dst[arcs]] - first_of_lat[lat_of_arc[arcs]]
+    am32, lm32 = am[arcs].astype(np.float32), lm[arcs].astype(np.float32)
+    fsas = fsavec_from_arrays(state_splits, arc_splits, s_local, d_local, lab[arcs], torch.from_numpy(am32 + lm32))
+    fsas.am_scores = torch.from_numpy(am32)
+    fsas.lm_scores = torch.from_numpy(lm32)
+    good = [lat for lat, g in zip(lats, good_lat.tolist()) if g]
+    if good and all(lat.start_times is not None and lat.end_times is not None for lat in good):
+        n_r = int(n_real.sum())
+        zeros = [np.zeros(len(lat.src)) for lat in lats]
+        st = np.concatenate([cat([z if lat.start_times is None else lat.start_times for lat, z in zip(lats, zeros)], np.float64),
+                             np.zeros(len(src) - n_r)])
+        et = np.concatenate([cat([z if lat.end_times is None else lat.end_times for lat, z in zip(lats, zeros)], np.float64),
+                             np.zeros(len(src) - n_r)])
+        # node times from the arcs; a final arc starts and ends when its final node is reached
+        real = np.arange(n_r)
+        node_t = np.zeros(total, dtype=np.float64)
+        node_t[dst[real]] = et[real]
+        node_t[src[real[keep_arc[real]]]] = st[real[keep_arc[real]]]
+        st[n_r:] = et[n_r:] = node_t[src[n_r:]]
+        fsas.start_times = torch.from_numpy(st[arcs].astype(np.float32))
+        fsas.end_times = torch.from_numpy(et[arcs].astype(np.float32))
+    return fsas, why
+
+
+def _empty_fsavec() -> k2.Fsa:
+    fsas = select_lattices(k2.create_fsa_vec([k2.Fsa.from_str("0 1 -1 0\n1")]), [])
+    fsas.am_scores = torch.zeros(0)
+    fsas.lm_scores = torch.zeros(0)
+    return fsas
 
 
 def fsavec_from_arrays(state_splits: np.ndarray, arc_splits: np.ndarray, src: np.ndarray, dst: np.ndarray,
@@ -274,19 +334,3 @@ def fsavec_from_arrays(state_splits: np.ndarray, arc_splits: np.ndarray, src: np
     arcs = torch.stack([i32(src), i32(dst), i32(labels), torch.zeros(len(src), dtype=torch.int32)], dim=1)
     arcs[:, 3] = scores.detach().to(torch.float32).contiguous().view(torch.int32)
     return k2.Fsa(_k2.RaggedArc(shape, arcs))
-
-
-def fsavec_from_parts(built: Sequence[_Built]) -> k2.Fsa:
-    """Make the FsaVec and its per-arc attributes; times only if every lattice has them."""
-    if built:
-        fsas = k2.create_fsa_vec([k2.Fsa(b.arcs) for b in built])
-    else:
-        fsas = k2.create_fsa_vec([k2.Fsa.from_str("0 1 -1 0\n1")])
-        fsas = select_lattices(fsas, [])
-    cat = lambda xs: torch.from_numpy(np.concatenate(xs).astype(np.float32)) if xs else torch.zeros(0)  # noqa: E731
-    fsas.am_scores = cat([b.am for b in built])
-    fsas.lm_scores = cat([b.lm for b in built])
-    if built and all(b.start_times is not None for b in built):
-        fsas.start_times = cat([b.start_times for b in built])
-        fsas.end_times = cat([b.end_times for b in built])
-    return fsas

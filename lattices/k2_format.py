@@ -23,7 +23,7 @@ import k2
 import numpy as np
 import torch
 
-from lattices.fsa_build import ArcList
+from lattices.fsa_build import ArcList, interned_fields
 from lattices.lattice_batch import LatticeBatch
 from lattices.slf import utt_id_from_path
 from lattices.symbols import symbols_from_list, symbols_to_list
@@ -141,7 +141,7 @@ def k2_dict_to_arclists(d: Dict[str, object], path: str, symbols: Optional[k2.Sy
         keep = ~fin
         out.append(ArcList(
             utt_id=str(utt_ids[i]), source=path, num_nodes=max(num_states - 1, 1), start=0, finals=finals,
-            src=s[keep], dst=e[keep], words=words, am=am_np[sl][keep], lm=lm_np[sl][keep],
+            src=s[keep], dst=e[keep], **interned_fields(words), am=am_np[sl][keep], lm=lm_np[sl][keep],
             start_times=st[sl][keep] if has_t else None, end_times=et[sl][keep] if has_t else None,
             header=dict(headers[i]) if headers is not None else {},
         ))

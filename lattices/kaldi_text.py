@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import k2
 import numpy as np
 
-from lattices.fsa_build import ArcList, Failure
+from lattices.fsa_build import ArcList, Failure, interned_fields
 from lattices.textio import format_floats
 
 
@@ -93,7 +93,7 @@ def _parse_block(
         raise ValueError(f"{where}: negative state id")
     return ArcList(
         utt_id=utt, source=source, num_nodes=n, start=start, finals=finals,
-        src=np.asarray(src, dtype=np.int64), dst=np.asarray(dst, dtype=np.int64), words=words,
+        src=np.asarray(src, dtype=np.int64), dst=np.asarray(dst, dtype=np.int64), **interned_fields(words),
         am=np.asarray(am, dtype=np.float64), lm=np.asarray(lm, dtype=np.float64),
     )
 

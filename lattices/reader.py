@@ -199,7 +199,7 @@ def iter_lattice_batches(
     fmt: str = "auto",
     words: Optional[str] = None,
     rules: Optional[NormalizationRules] = None,
-    batch_arcs: int = 500_000,
+    batch_arcs: int = 20_000,
     keep: Optional[Callable[[int], bool]] = None,
     file_failures: bool = True,
 ) -> Iterator[Tuple[LatticeBatch, List[Failure]]]:
@@ -242,7 +242,7 @@ def iter_lattice_batches(
         table = given
         if table is None:  # add this batch's new words, sorted, to the job's table
             assert growing is not None
-            new = {n for lat in unique for w in set(lat.words) if w is not None
+            new = {n for lat in unique for w in lat.word_types if w is not None
                    for n in [normalize_word(w, rules)] if n is not None and n not in growing}
             for w in sorted(new):
                 growing.add(w)

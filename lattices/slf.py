@@ -31,12 +31,14 @@ k2 final state becomes the end node, reached by ``!NULL`` links carrying the fin
 """
 import math
 import re
-from typing import Dict, List, Optional, Tuple
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
 import numpy as np
 
-from lattices.fsa_build import ArcList
+from lattices.fsa_build import ArcList, intern_words
 from lattices.textio import format_floats
 
 _FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
@@ -97,22 +99,24 @@ def _num(where: str, lineno: int, key: str, val: str) -> float:
         raise ValueError(f"{where}:{lineno}: field {key}={val!r} is not a number") from None
 
 
-def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
-    """Parse one SLF lattice.
+@dataclass
+class _Body:
+    """What the line parser or the fast table parser reads from an SLF file, before checks."""
 
-    Args:
-        text: the file's text.
-        source: file path (for messages and the default utterance id).
-        utt_id: overrides the id taken from the file name.
+    header: Dict[str, object]
+    n_nodes: Optional[int]
+    n_links: Optional[int]
+    node_word: Dict[int, str]
+    node_time: Dict[int, float]
+    src: np.ndarray
+    dst: np.ndarray
+    link_words: Optional[List[Optional[str]]]  # per link W= (None: no link carries W=)
+    am: np.ndarray
+    lm: np.ndarray
 
-    Returns:
-        The lattice as an :class:`ArcList` (words not yet normalised).
 
-    Raises:
-        ValueError: malformed input, naming ``source`` and the line.
-    """
-    utt = utt_id or utt_id_from_path(source)
-    where = f"{source}:{utt}"
+def _parse_lines(text: str, where: str) -> _Body:
+    """The general parser: one line at a time, any field order, quoted values; names the bad line."""
     header: Dict[str, object] = {}
     n_nodes = n_links = None
     node_word: Dict[int, str] = {}
@@ -170,20 +174,157 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
                     header[k] = v
         else:
             raise ValueError(f"{where}:{lineno}: unexpected line after the header: {line[:80]!r}")
+    return _Body(header, n_nodes, n_links, node_word, node_time,
+                 np.fromiter((x[0] for x in links), dtype=np.int64, count=len(links)),
+                 np.fromiter((x[1] for x in links), dtype=np.int64, count=len(links)),
+                 [x[2] for x in links] if any(x[2] is not None for x in links) else None,
+                 np.fromiter((x[3] for x in links), dtype=np.float64, count=len(links)),
+                 np.fromiter((x[4] for x in links), dtype=np.float64, count=len(links)))
+
+
+_BODY = re.compile(r"^[ \t]*(?:I|J|NODE|LINK)=", re.M)
+_FIRST_LINK = re.compile(r"^[ \t]*(?:J|LINK)=", re.M)
+_SKIPPED = re.compile(r"^[ \t]*(?:#[^\n]*)?(?:\n|\Z)", re.M)  # blank and comment lines
+_INDENT = re.compile(r"^[ \t]+", re.M)
+
+
+def _table(part: str, wanted: Sequence[str]) -> Optional[Tuple[int, Dict[str, str]]]:
+    """Lines of ``key=value`` fields that all have the first line's layout -> ``(lines, {key:
+    values})`` for the ``wanted`` keys (canonical names; the values of a key joined by newlines),
+    or None when they do not (or a value is quoted).
+
+    Exact: every line must start with the first key, the token count must be lines x fields, and
+    every token of column j must start with key j; the keys are distinct, so each line then
+    holds exactly the first line's fields in order. A value that opens a quote closed later on
+    its line (the line parser's quoting) returns None; a lone leading quote (``W='bout``) is
+    part of the value, as for the line parser.
+    """
+    if "\r" in part:
+        part = part.replace("\r", "")
+    if part[:1] in (" ", "\t") or "\n " in part or "\n\t" in part:
+        part = _INDENT.sub("", part)
+    if "#" in part or "\n\n" in part or part[:1] == "\n":
+        part = _SKIPPED.sub("", part)
+    if not part:
+        return 0, {}
+    for quote in ("'", '"'):  # a quoted value (the same quote again on its line) needs the line parser
+        at = part.find("=" + quote)
+        while at >= 0:
+            end = part.find("\n", at)
+            if quote in part[at + 2: end if end >= 0 else len(part)]:
+                return None
+            at = part.find("=" + quote, at + 2)
+    first = part.split("\n", 1)[0].split()
+    keys = [t.partition("=")[0] for t in first]
+    if any("=" not in t for t in first) or len(set(keys)) != len(keys):
+        return None
+    n_lines = part.count("\n") + (0 if part.endswith("\n") else 1)
+    tokens = part.split()
+    n = len(keys)
+    if len(tokens) != n_lines * n or ("\n" + part).count("\n" + keys[0] + "=") != n_lines:
+        return None
+    columns = {}
+    for j, key in enumerate(keys):
+        joined = "\n" + "\n".join(tokens[j::n])
+        if joined.count("\n" + key + "=") != n_lines:
+            return None
+        name = _LONG.get(key, key)
+        if name in wanted:
+            columns[name] = joined.replace("\n" + key + "=", "\n")[1:]
+    return n_lines, columns
+
+
+_NUMBER_CHARS = {np.int64: str.maketrans("", "", "0123456789+-\n"), np.float64: str.maketrans("", "", "0123456789.eE+-\n")}
+
+
+def _numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
+    """Parse ``n`` newline-separated numbers (zeros when ``values`` is None); None unless every
+    value is a plain decimal number read to its end (anything else is left to the line parser).
+    Integers are read by the (strict) float reader and must stay below 2**53."""
+    if values is None:
+        return np.zeros(n, dtype=dtype)
+    if values.translate(_NUMBER_CHARS[dtype]):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns when a value is not read to its end
+        try:
+            out = np.fromstring(values, dtype=np.float64, sep="\n")
+        except (ValueError, DeprecationWarning):
+            return None
+    if len(out) != n or (dtype == np.int64 and len(out) and np.abs(out).max() >= 2**53):
+        return None
+    return out.astype(dtype)
+
+
+def _parse_fast(text: str, where: str) -> Optional[_Body]:
+    """Vectorised parse for the usual layout: a header, then node lines, then link lines, every
+    node line with the same fields in the same order, likewise every link line. None otherwise
+    (the caller then uses :func:`_parse_lines`)."""
+    m = _BODY.search(text)
+    if m is None:
+        return None
+    parsed = _parse_lines(text[: m.start()], where)  # the header: a few lines
+    if parsed.n_nodes is None or len(parsed.src) or parsed.node_word or parsed.node_time:
+        return None
+    body = text[m.start():]
+    j = _FIRST_LINK.search(body)
+    node_table = _table(body[: j.start()] if j else body, ("I", "t", "W"))
+    link_table = _table(body[j.start():], ("J", "S", "E", "W", "a", "r", "l")) if j else (0, {})
+    if node_table is None or link_table is None:
+        return None
+    (n_node_lines, nodes), (n_links, links) = node_table, link_table
+    if (n_node_lines and "I" not in nodes) or (n_links and not {"J", "S", "E"} <= set(links)):
+        return None
+    src, dst = _numbers(links.get("S"), n_links, np.int64), _numbers(links.get("E"), n_links, np.int64)
+    am, r, lm = (_numbers(links.get(k), n_links, np.float64) for k in ("a", "r", "l"))
+    if src is None or dst is None or am is None or r is None or lm is None:
+        return None
+    if n_node_lines:
+        ids = _numbers(nodes["I"], n_node_lines, np.int64)
+        times = _numbers(nodes["t"], n_node_lines, np.float64) if "t" in nodes else None
+        if ids is None or ("t" in nodes and times is None):
+            return None
+        parsed.node_time = dict(zip(ids.tolist(), times.tolist())) if times is not None else {}
+        parsed.node_word = dict(zip(ids.tolist(), nodes["W"].split("\n"))) if "W" in nodes else {}
+    parsed.src, parsed.dst, parsed.am, parsed.lm = src, dst, am + r, lm
+    parsed.link_words = links["W"].split("\n") if "W" in links else None
+    return parsed
+
+
+def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
+    """Parse one SLF lattice.
+
+    The usual layout (header, node lines, link lines, each kind with one field order) is parsed
+    by a vectorised table parser; anything else by the general line parser, which gives the same
+    lattice and names the offending line in its errors.
+
+    Args:
+        text: the file's text.
+        source: file path (for messages and the default utterance id).
+        utt_id: overrides the id taken from the file name.
+
+    Returns:
+        The lattice as an :class:`ArcList` (words not yet normalised).
+
+    Raises:
+        ValueError: malformed input, naming ``source`` and the line.
+    """
+    utt = utt_id or utt_id_from_path(source)
+    where = f"{source}:{utt}"
+    parsed = _parse_fast(text, where) or _parse_lines(text, where)
+    header, n_nodes, n_links = parsed.header, parsed.n_nodes, parsed.n_links
+    node_word, node_time = parsed.node_word, parsed.node_time
+    src, dst, am, lm = parsed.src, parsed.dst, parsed.am, parsed.lm
     if n_nodes is None:
         raise ValueError(f"{where}: not an SLF lattice (no N=/NODES= size line)")
-    if len(links) != n_links:
-        raise ValueError(f"{where}: header says L={n_links} links, found {len(links)}")
+    if len(src) != n_links:
+        raise ValueError(f"{where}: header says L={n_links} links, found {len(src)}")
     if n_nodes <= 0:
         raise ValueError(f"{where}: empty lattice (N={n_nodes})")
     for i in list(node_word) + list(node_time):
         if not 0 <= i < n_nodes:
             raise ValueError(f"{where}: node I={i} outside 0..{n_nodes - 1}")
 
-    src = np.fromiter((x[0] for x in links), dtype=np.int64, count=len(links))
-    dst = np.fromiter((x[1] for x in links), dtype=np.int64, count=len(links))
-    am = np.fromiter((x[3] for x in links), dtype=np.float64, count=len(links))
-    lm = np.fromiter((x[4] for x in links), dtype=np.float64, count=len(links))
     base = float(header.get("base", math.e))  # type: ignore[arg-type]
     if base == 0.0:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -194,11 +335,10 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
         if base < 0 or base == 1:
             raise ValueError(f"{where}: invalid base={base}")
         am, lm = am * math.log(base), lm * math.log(base)
-    words: List[Optional[str]] = [x[2] if x[2] is not None else node_word.get(x[1]) for x in links]
 
     has_in = np.zeros(n_nodes, dtype=bool)
     has_out = np.zeros(n_nodes, dtype=bool)
-    if len(links):
+    if len(src):
         if min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n_nodes:
             raise ValueError(f"{where}: a link refers to a node outside 0..{n_nodes - 1}")
         has_in[dst] = True
@@ -220,7 +360,11 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
             raise ValueError(f"{where}: {k}={v} outside 0..{n_nodes - 1}")
 
     have_times = bool(node_time) and len(node_time) == n_nodes
-    t = np.array([node_time.get(i, 0.0) for i in range(n_nodes)]) if have_times else None
+    t = None
+    if have_times:
+        t = np.zeros(n_nodes)
+        t[np.fromiter(node_time.keys(), dtype=np.int64, count=len(node_time))] = list(node_time.values())
+    word_types, word_index = _link_words(parsed.link_words, node_word, dst, n_nodes)
     num_nodes = n_nodes
     # A real word on the start node (words on nodes, and no link enters the start): add an arc.
     if start in node_word and not has_in[start] and node_word[start] not in ("!NULL", "<eps>"):
@@ -228,7 +372,8 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
         num_nodes += 1
         src = np.concatenate([[new_start], src])
         dst = np.concatenate([[start], dst])
-        words = [node_word[start]] + words
+        word_types = word_types + [node_word[start]]
+        word_index = np.concatenate([[len(word_types) - 1], word_index])
         am = np.concatenate([[0.0], am])
         lm = np.concatenate([[0.0], lm])
         if t is not None:
@@ -236,10 +381,25 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
         start = new_start
     return ArcList(
         utt_id=utt, source=source, num_nodes=num_nodes, start=start, finals=finals,
-        src=src, dst=dst, words=words, am=am, lm=lm,
+        src=src, dst=dst, word_types=word_types, word_index=word_index, am=am, lm=lm,
         start_times=t[src] if t is not None else None, end_times=t[dst] if t is not None else None,
         header=header,
     )
+
+
+def _link_words(link_words: Optional[List[Optional[str]]], node_word: Dict[int, str], dst: np.ndarray,
+                n_nodes: int) -> Tuple[List[Optional[str]], np.ndarray]:
+    """Each link's word as ``(distinct words, index per link)``: its own ``W=``, else the word of
+    the node it enters (forward lattices); None (epsilon) when neither has one."""
+    if link_words is not None and all(w is not None for w in link_words):
+        return intern_words(link_words)
+    types, node_type = intern_words([None] + list(node_word.values()))
+    of_node = np.zeros(n_nodes, dtype=np.int64)  # type 0: None
+    of_node[np.fromiter(node_word.keys(), dtype=np.int64, count=len(node_word))] = node_type[1:]
+    if link_words is None:
+        return types, of_node[dst]
+    words = [w if w is not None else types[of_node[d]] for w, d in zip(link_words, dst.tolist())]
+    return intern_words(words)
 
 
 def _int_header(where: str, header: Dict[str, object], key: str) -> int:

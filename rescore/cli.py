@@ -46,7 +46,7 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--max-arcs", type=click.IntRange(min=1), default=1_000_000,
               help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
-@click.option("--batch-arcs", type=click.IntRange(min=1), default=500_000,
+@click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,
               help="Lattices are read and rescored in batches of about this many input arcs (bounds memory).")
 @click.option("--normalize/--no-normalize", default=True,
               help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm.")

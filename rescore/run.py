@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import k2
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from lattices.fsa_build import Failure
@@ -49,7 +49,7 @@ class RunOptions:
     lattice_format: Optional[str] = None
     device: str = "auto"
     force: bool = False
-    batch_arcs: int = 500_000
+    batch_arcs: int = 20_000
     normalize: bool = True
     rescore: RescoreOptions = field(default_factory=RescoreOptions)
 
@@ -84,9 +84,9 @@ def _durations(out: RescoreOutput, batch: LatticeBatch) -> List[float]:
     if not hasattr(batch.fsas, "end_times") or not out.utt_ids:
         return [0.0] * len(out.utt_ids)
     fsas = batch.fsas
-    utt_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
-    ends = torch.zeros(len(batch), dtype=fsas.end_times.dtype).scatter_reduce(
-        0, utt_of_arc, fsas.end_times.detach().cpu(), reduce="amax", include_self=True)
+    utt_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()].cpu().numpy()
+    ends = np.zeros(len(batch))
+    np.maximum.at(ends, utt_of_arc, fsas.end_times.detach().cpu().double().numpy())
     index = {u: i for i, u in enumerate(batch.utt_ids)}
     return [float(ends[index[u]]) for u in out.utt_ids]
 
