@@ -15,13 +15,14 @@ One lattice per block::
 - ``word`` is an id in ``words.txt``; ``transition_ids`` (``_``-separated) are not kept.
 - No times (the format has none without the transition model).
 """
+from operator import itemgetter
 from typing import Dict, List, Optional, Tuple
 
 import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, interned_fields
-from lattices.textio import format_floats
+from lattices.textio import format_floats, parse_numbers
 
 
 def looks_like_kaldi_text(text: str) -> bool:
@@ -98,8 +99,82 @@ def _parse_block(
     )
 
 
+def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str]) -> Optional[List[ArcList]]:
+    """Vectorised parse of a well-formed archive (single-space or tab separated, every arc line
+    ``src dst word g,a,tids``, valid word ids, no repeated utterance); None for anything else, so
+    that :func:`parse_kaldi_text` falls back to the line parser and its messages."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    newline = np.flatnonzero(raw == 10)
+    starts = np.concatenate([[0], newline + 1])
+    ends = np.concatenate([newline, [len(raw)]])
+    if "\r" in text or ("  " in text) or ("\t\t" in text):
+        return None
+    space = np.flatnonzero((raw == 32) | (raw == 9))
+    fields_gaps = np.searchsorted(space, ends) - np.searchsorted(space, starts)
+    blank = (ends - starts) == fields_gaps
+    after_blank = np.concatenate([[True], blank[:-1]])
+    key = ~blank & after_blank
+    body = ~blank & ~after_blank
+    arc = body & (fields_gaps == 3)
+    final = body & (fields_gaps <= 1)
+    if (body & ~arc & ~final).any() or not key.any():
+        return None
+    lines = text.split("\n")
+    block_of_line = np.cumsum(key) - 1
+    arc_lines = np.flatnonzero(arc)
+    m = len(arc_lines)
+    picked = [lines[i] for i in arc_lines.tolist()] if m < 2 else list(itemgetter(*arc_lines.tolist())(lines))
+    tokens = " ".join(picked).split()
+    if len(tokens) != 4 * m:
+        return None
+    joined = "\n".join(tokens[3::4])
+    seps = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+    seps = seps[(seps == 44) | (seps == 10)]  # every token "g,a,tids": separators go , , \n , , \n ...
+    if len(seps) != 3 * m - 1 or (m and not (seps == np.tile(np.array([44, 44, 10], np.uint8), m)[:-1]).all()):
+        return None
+    weights = joined.replace("\n", ",").split(",") if m else []
+    src, dst, word = (parse_numbers("\n".join(tokens[j::4]), m, np.int64) for j in range(3))
+    cost_g, cost_a = (parse_numbers("\n".join(weights[j::3]), m, np.float64) for j in range(2))
+    if src is None or dst is None or word is None or cost_g is None or cost_a is None:
+        return None
+    if m and (min(src.min(), dst.min(), word.min()) < 0 or not all(int(w) in id2word for w in np.unique(word) if w != 0)):
+        return None
+    am, lm = -cost_a + 0.0, -cost_g + 0.0  # "+ 0.0" turns -0.0 into 0.0
+    arc_block = block_of_line[arc_lines]
+    key_lines = np.flatnonzero(key)
+    arc_split = np.searchsorted(arc_block, np.arange(len(key_lines) + 1))
+    finals_of: List[Dict[int, Tuple[float, float]]] = [{} for _ in key_lines]
+    for i in np.flatnonzero(final).tolist():
+        f = lines[i].split()
+        if not f[0].isdigit() or int(f[0]) in finals_of[block_of_line[i]]:
+            return None
+        try:
+            finals_of[block_of_line[i]][int(f[0])] = _weight(f[1], source, i + 1) if len(f) == 2 else (0.0, 0.0)
+        except ValueError:
+            return None
+    out: List[ArcList] = []
+    seen = set()
+    for b, k in enumerate(key_lines.tolist()):
+        utt = lines[k].strip()
+        lo, hi = int(arc_split[b]), int(arc_split[b + 1])
+        if utt in seen or not finals_of[b]:
+            return None
+        seen.add(utt)
+        ids, index = np.unique(word[lo:hi], return_inverse=True)
+        start = int(src[lo]) if hi > lo else next(iter(finals_of[b]))
+        n = int(max([start, *finals_of[b]] + ([int(src[lo:hi].max()), int(dst[lo:hi].max())] if hi > lo else []))) + 1
+        out.append(ArcList(
+            utt_id=utt, source=source, num_nodes=n, start=start, finals=finals_of[b], src=src[lo:hi], dst=dst[lo:hi],
+            word_types=[None if w == 0 else id2word[w] for w in ids.tolist()], word_index=index.reshape(-1),
+            am=am[lo:hi], lm=lm[lo:hi]))
+    return out
+
+
 def parse_kaldi_text(text: str, source: str, symbols: k2.SymbolTable) -> Tuple[List[ArcList], List[Failure]]:
     """Parse every lattice of a CompactLattice text archive.
+
+    A well-formed archive is parsed by a vectorised reader; any other goes through the line
+    parser, which reads the same lattices and reports each malformed one by line.
 
     Args:
         text: archive text.
@@ -111,6 +186,12 @@ def parse_kaldi_text(text: str, source: str, symbols: k2.SymbolTable) -> Tuple[L
         :class:`Failure` per malformed one (the others are still read).
     """
     id2word = {int(i): symbols.get(i) for i in symbols.ids}
+    fast = _parse_archive_fast(text, source, id2word) if text.strip() else None
+    return (fast, []) if fast is not None else _parse_archive_lines(text, source, id2word)
+
+
+def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str]) -> Tuple[List[ArcList], List[Failure]]:
+    """The line-by-line archive parser (any layout; reports each malformed lattice by line)."""
     lattices: List[ArcList] = []
     failures: List[Failure] = []
     blocks: List[Tuple[str, int, List[Tuple[int, str]]]] = []

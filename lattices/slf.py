@@ -31,7 +31,6 @@ k2 final state becomes the end node, reached by ``!NULL`` links carrying the fin
 """
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -39,7 +38,7 @@ import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, intern_words
-from lattices.textio import format_floats
+from lattices.textio import format_floats, parse_numbers
 
 _FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
 _LONG = {
@@ -234,28 +233,6 @@ def _table(part: str, wanted: Sequence[str]) -> Optional[Tuple[int, Dict[str, st
     return n_lines, columns
 
 
-_NUMBER_CHARS = {np.int64: str.maketrans("", "", "0123456789+-\n"), np.float64: str.maketrans("", "", "0123456789.eE+-\n")}
-
-
-def _numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
-    """Parse ``n`` newline-separated numbers (zeros when ``values`` is None); None unless every
-    value is a plain decimal number read to its end (anything else is left to the line parser).
-    Integers are read by the (strict) float reader and must stay below 2**53."""
-    if values is None:
-        return np.zeros(n, dtype=dtype)
-    if values.translate(_NUMBER_CHARS[dtype]):
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy warns when a value is not read to its end
-        try:
-            out = np.fromstring(values, dtype=np.float64, sep="\n")
-        except (ValueError, DeprecationWarning):
-            return None
-    if len(out) != n or (dtype == np.int64 and len(out) and np.abs(out).max() >= 2**53):
-        return None
-    return out.astype(dtype)
-
-
 def _parse_fast(text: str, where: str) -> Optional[_Body]:
     """Vectorised parse for the usual layout: a header, then node lines, then link lines, every
     node line with the same fields in the same order, likewise every link line. None otherwise
@@ -275,13 +252,13 @@ def _parse_fast(text: str, where: str) -> Optional[_Body]:
     (n_node_lines, nodes), (n_links, links) = node_table, link_table
     if (n_node_lines and "I" not in nodes) or (n_links and not {"J", "S", "E"} <= set(links)):
         return None
-    src, dst = _numbers(links.get("S"), n_links, np.int64), _numbers(links.get("E"), n_links, np.int64)
-    am, r, lm = (_numbers(links.get(k), n_links, np.float64) for k in ("a", "r", "l"))
+    src, dst = parse_numbers(links.get("S"), n_links, np.int64), parse_numbers(links.get("E"), n_links, np.int64)
+    am, r, lm = (parse_numbers(links.get(k), n_links, np.float64) for k in ("a", "r", "l"))
     if src is None or dst is None or am is None or r is None or lm is None:
         return None
     if n_node_lines:
-        ids = _numbers(nodes["I"], n_node_lines, np.int64)
-        times = _numbers(nodes["t"], n_node_lines, np.float64) if "t" in nodes else None
+        ids = parse_numbers(nodes["I"], n_node_lines, np.int64)
+        times = parse_numbers(nodes["t"], n_node_lines, np.float64) if "t" in nodes else None
         if ids is None or ("t" in nodes and times is None):
             return None
         parsed.node_time = dict(zip(ids.tolist(), times.tolist())) if times is not None else {}

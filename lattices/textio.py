@@ -1,6 +1,9 @@
 """Small text-file helpers shared by the lattice readers: plain or gzip, detected from content."""
 import gzip
-from typing import Union
+import warnings
+from typing import Optional, Union
+
+import numpy as np
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -47,8 +50,6 @@ def format_floats(values) -> list:
     Returns:
         ``n`` strings.
     """
-    import numpy as np
-
     arr = np.asarray(values, dtype=np.float32) + np.float32(0.0)
     short = ["%.7g" % v for v in arr.tolist()]
     if not short:
@@ -57,3 +58,32 @@ def format_floats(values) -> list:
     for i in np.nonzero(back != arr)[0].tolist():
         short[i] = "%.9g" % float(arr[i])
     return short
+
+
+_NUMBER_CHARS = {np.int64: str.maketrans("", "", "0123456789+-\n"), np.float64: str.maketrans("", "", "0123456789.eE+-\n")}
+
+
+def parse_numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
+    """Vectorised parse of ``n`` newline-separated decimal numbers (zeros when ``values`` is None).
+
+    Strict, so that a fast reader can trust it and leave everything else to its line-by-line
+    parser: None unless every value is a plain decimal number (digits, sign, point, exponent; no
+    ``inf``/``nan``/``_``/hex) read to its end. Integers are read by the float reader and must stay
+    below 2**53.
+
+    Args:
+        dtype: ``np.int64`` or ``np.float64``.
+    """
+    if values is None:
+        return np.zeros(n, dtype=dtype)
+    if values.translate(_NUMBER_CHARS[dtype]):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns when a value is not read to its end
+        try:
+            out = np.fromstring(values, dtype=np.float64, sep="\n")
+        except (ValueError, DeprecationWarning):
+            return None
+    if len(out) != n or (dtype == np.int64 and len(out) and np.abs(out).max() >= 2**53):
+        return None
+    return out.astype(dtype)
