@@ -170,9 +170,11 @@ def _grow(fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Ten
             abandoned |= arcs_per_fsa > max_arcs
         d = A.dst[arcs]
         d_level = levels[d]
-        for lv in np.unique(d_level):
-            sel = d_level == lv
-            pending.setdefault(int(lv), []).append((d[sel], nxt[sel], arc_ids[sel]))
+        by_level = np.argsort(d_level, kind="stable")  # one sort, then a slice per destination level
+        lv_sorted = d_level[by_level]
+        cuts = np.flatnonzero(np.diff(lv_sorted)) + 1
+        for sel in np.split(by_level, cuts) if len(d) else []:
+            pending.setdefault(int(d_level[sel[0]]), []).append((d[sel], nxt[sel], arc_ids[sel]))
 
     arc_dst = np.full(n_arcs, -1, dtype=np.int64)
     for via, dst in arrivals:
