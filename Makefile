@@ -192,7 +192,7 @@ bench-rescore: $(BENCH_RESCORE_DIR)/afp/metrics.json $(BENCH_RESCORE_DIR)/nbest-
 # references), the pocketsphinx 3-gram as ARPA, 2-fold tuned WER on the 100 LibriSpeech lattices.
 LM_TEXTS ?= ../shared/data/text/warandpeace.txt ../shared/data/text/brown.txt
 BENCH_LS_DIR ?= exp/bench-librispeech
-BENCH_LS_RUNS ?= bptt afp2 afp4 afp8
+BENCH_LS_RUNS ?= bptt afp2 afp4 afp8 afp4sn
 BENCH_LS_LM_FLAGS ?= --cell lstm --layers 1 --embed 200 --hidden 200 --tie --batch-size 32 --lr 2e-3 \
                      --epochs 1 --max-vocab 20000 --device cpu --seed 1 --no-progress
 BENCH_LS_FLAGS ?= --max-arcs 200000 --ngram-max-arcs 500000 --device cpu
@@ -225,7 +225,8 @@ $(BENCH_LS_DIR)/wer/table.md: $(NGRAM_ARPA) $(patsubst %,$(BENCH_LS_DIR)/lm/%/me
                               | $(DECODE_DIR)/lats/.done
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/librispeech_wer.py --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt \
 	  --hyp $(DECODE_DIR)/hyp.txt --ngram $(NGRAM_ARPA) --out $(@D) $(BENCH_LS_FLAGS) \
-	  $(foreach r,$(filter afp%,$(BENCH_LS_RUNS)),--afp $(BENCH_LS_DIR)/lm/$(r)/model.pt) \
+	  $(foreach r,$(filter-out %sn,$(filter afp%,$(BENCH_LS_RUNS))),--afp $(BENCH_LS_DIR)/lm/$(r)/model.pt) \
+	  $(foreach r,$(filter %sn,$(BENCH_LS_RUNS)),--afp-self-norm $(BENCH_LS_DIR)/lm/$(r)/model.pt) \
 	  $(if $(filter bptt,$(BENCH_LS_RUNS)),--bptt $(BENCH_LS_DIR)/lm/bptt/model.pt)
 
 .PHONY: bench-librispeech

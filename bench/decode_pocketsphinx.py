@@ -34,7 +34,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from models.atomic import atomic_open  # noqa: E402
+from models.files import atomic_open  # noqa: E402
 
 FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 VARIANT = re.compile(r"\(\d+\)$")

@@ -27,10 +27,11 @@ import torch  # noqa: E402
 from lattices.cli.common import FORMATS, resolve_scales  # noqa: E402
 from lattices.nbest import nbest  # noqa: E402
 from lattices.normalize import NormalizationRules, normalize_words  # noqa: E402
-from lattices.oracle import oracle_wer, read_references  # noqa: E402
+from lattices.oracle import oracle_wer  # noqa: E402
+from models.files import read_references  # noqa: E402
 from lattices.reader import read_lattices  # noqa: E402
 from lattices.validate import select_lattices, validate_batch  # noqa: E402
-from models.atomic import atomic_open  # noqa: E402
+from models.files import atomic_open  # noqa: E402
 from rescore.wer import wer_details  # noqa: E402
 
 

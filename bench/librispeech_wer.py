@@ -13,6 +13,10 @@ Systems (rows of ``OUT/table.md``):
   every later row, as in Kaldi's ``lmrescore`` then RNNLM rescoring.
 - ``lattice + 3-gram + AFP-K``: that lattice expanded to unique K-word histories and scored with
   the AFP-K model in one pass; lm = (1 - w)·3-gram + w·AFP. ``lattice + AFP-K alone`` is w = 1.
+- ``lattice + 3-gram + AFP-K self-normalised``: the same with an AFP-K model trained with
+  ``--self-norm`` (``--afp-self-norm``), scored without the softmax normaliser (``--no-normalize``).
+- ``AFP-K model run exact, exact N-best``: the exact N-best list of the 3-gram lattice rescored by
+  that same AFP-K model run with full history (``afp-rescore --method nbest-exact``).
 - ``BPTT LSTM, exact N-best``: the exact N-best list of the 3-gram lattice rescored by the same-size
   LSTM trained with BPTT, run with full history.
 - ``lattice oracle``: the best word sequence in the original lattices.
@@ -40,10 +44,11 @@ import torch
 
 from lattices.lattice_batch import LatticeBatch, with_utterance_scales
 from lattices.nbest import nbest
-from lattices.oracle import oracle_wer, read_references
+from lattices.oracle import oracle_wer
+from models.files import read_references
 from lattices.posteriors import prune
 from lattices.reader import read_lattices
-from models.atomic import atomic_open
+from models.files import atomic_open
 from models.scoring import pad_sequences, sentence_log_probs
 from rescore.arc_scores import lm_ids_for_symbols
 from rescore.pipeline import RescoreOptions, rescore_batch
@@ -153,6 +158,14 @@ def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[
     return grid, np.stack(errs), {"seconds": seconds, "hypotheses": len(flat), "oracle_errors": oracle}
 
 
+def nbest_row(lats: LatticeBatch, scorer: Scorer, scales, n: int, refs, fold: np.ndarray, name: str, ref_words: int) -> Row:
+    """The 2-fold tuned row of :func:`nbest_rows`."""
+    grid, errs, st = nbest_rows(lats, scorer, scales, n, refs)
+    total, chosen, _ = two_fold(grid, errs, fold)
+    return Row(name, total, st["seconds"], int(lats.fsas.num_arcs), chosen,
+               f"{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%")
+
+
 @torch.no_grad()
 def token_log_probs(scorer: Scorer, sentence: Sequence[int]) -> np.ndarray:
     """``log P(w_t | history)`` of every word and ``</s>`` of one sentence of ids."""
@@ -191,6 +204,8 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--hyp", required=True, type=click.Path(exists=True, dir_okay=False), help="pocketsphinx's own 1-best.")
 @click.option("--ngram", required=True, type=click.Path(exists=True, dir_okay=False), help="ARPA 3-gram (first-pass LM).")
 @click.option("--afp", "afps", multiple=True, type=click.Path(exists=True, dir_okay=False), help="AFP-K checkpoints.")
+@click.option("--afp-self-norm", "afps_self_norm", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Self-normalised AFP-K checkpoints (afp-train-lm --self-norm), scored without the normaliser.")
 @click.option("--bptt", type=click.Path(exists=True, dir_okay=False), help="Same-size BPTT LSTM checkpoint (N-best row).")
 @click.option("--nbest", "n", default=100, help="N of the exact N-best baseline.")
 @click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
@@ -198,7 +213,7 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--beam", default=150.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
-def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, beam, device, out) -> None:
+def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_max_arcs, beam, device, out) -> None:
     """2-fold tuned WER of every system on the LibriSpeech lattices."""
     os.makedirs(os.path.join(out, "cache"), exist_ok=True)
     batch, failures = read_lattices([lats])
@@ -229,30 +244,34 @@ def main(lats, ref, hyp, ngram, afps, bptt, n, max_arcs, ngram_max_arcs, beam, d
     rows.append(Row(f"3-gram lattice pruned to beam {beam:g}: oracle", pruned_oracle.errors,
                     note=f"{sum(kept.arcs_after)} of {sum(kept.arcs_before)} arcs kept; input of the rows below"))
 
-    for path in afps:
-        afp = load_scorer(path, device)
-        name = f"AFP-{afp.context}"
-        lm_info[name] = perplexity(afp, refs)
+    for path, normalize in [(p, True) for p in afps] + [(p, False) for p in afps_self_norm]:
+        afp = load_scorer(path, device, normalize=normalize)
+        name = f"AFP-{afp.context}" + ("" if normalize else " self-normalised, no normaliser")
+        lm_info[name] = perplexity(load_scorer(path, device), refs)
+        tag = f"afp{afp.context}" + ("" if normalize else "-selfnorm")
         opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
-        la, st = cached_rescore(os.path.join(out, "cache", f"afp{afp.context}-beam{beam:g}.pt"), l3, afp, scales3, opts)
+        la, st = cached_rescore(os.path.join(out, "cache", f"{tag}-beam{beam:g}.pt"), l3, afp, scales3, opts)
         assert la.utt_ids == batch.utt_ids, "an utterance is missing from the AFP expansion"
-        grid, errs = lattice_grid(os.path.join(out, "cache", f"afp{afp.context}-beam{beam:g}-grid.json"), la, "afp_lm_scores",
+        grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-beam{beam:g}-grid.json"), la, "afp_lm_scores",
                                   WEIGHTS + (1.0,), refs)
-        note = f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, {st['pruned']} utts pruned"
+        note = (f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, "
+                f"{st.get('cell_steps', 0) / max(st['distinct_histories'], 1):.2f} cell steps/history, {st['pruned']} utts pruned; "
+                f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")
         mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
         alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
         total, chosen, _ = two_fold([grid[g] for g in mixed], errs[mixed], fold)
         rows.append(Row(f"lattice + 3-gram + {name}", total, st["seconds"], st["arcs_in"], chosen, note))
         total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
         rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
+        if normalize or path not in afps:  # the same model run with full history on the exact N-best
+            rows.append(nbest_row(l3, load_scorer(path, device), tuned, n, refs, fold,
+                                  f"lattice + 3-gram + AFP-{afp.context} model{'' if normalize else ' (self-normalised)'} "
+                                  f"run exact, exact {n}-best", ref_words))
 
     if bptt:
         lstm = load_scorer(bptt, device)
         lm_info["BPTT"] = perplexity(lstm, refs)
-        grid, errs, st = nbest_rows(l3, lstm, tuned, n, refs)
-        total, chosen, _ = two_fold(grid, errs, fold)
-        rows.append(Row(f"lattice + 3-gram + BPTT LSTM, exact {n}-best", total, st["seconds"], int(l3.fsas.num_arcs), chosen,
-                        f"{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%"))
+        rows.append(nbest_row(l3, lstm, tuned, n, refs, fold, f"lattice + 3-gram + BPTT LSTM, exact {n}-best", ref_words))
 
     _, summary = oracle_wer(batch.fsas, batch.symbols, refs)
     rows.append(Row("lattice oracle", summary.errors))

@@ -11,7 +11,7 @@ from typing import List, Optional
 import click
 import torch
 
-from models.atomic import atomic_open
+from models.files import atomic_open
 from models.perplexity import text_perplexity
 
 EVAL_KS = (2, 4, 8)

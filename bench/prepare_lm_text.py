@@ -12,7 +12,7 @@ from typing import List, Tuple
 
 import click
 
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")

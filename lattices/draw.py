@@ -11,7 +11,7 @@ import k2
 
 from lattices.lattice_batch import with_scales
 from lattices.validate import arc_arrays
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 FORMATS = ("svg", "png", "pdf", "dot", "gv")
 

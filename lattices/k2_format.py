@@ -27,8 +27,7 @@ from lattices.fsa_build import ArcList, interned_fields
 from lattices.lattice_batch import LatticeBatch
 from lattices.slf import utt_id_from_path
 from lattices.symbols import symbols_from_list, symbols_to_list
-from lattices.textio import read_bytes
-from models.atomic import atomic_open
+from models.files import atomic_open, read_bytes
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) serialisation
 

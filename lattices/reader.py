@@ -27,7 +27,8 @@ from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.slf import looks_like_slf, parse_slf
 from lattices.symbols import load_symbols
-from lattices.textio import looks_binary, read_bytes
+from lattices.textio import looks_binary
+from models.files import read_bytes
 
 FORMATS = ("auto", "k2", "slf", "kaldi")
 _SKIP_NAMES = {"words.txt", "words.txt.gz", "ref.txt", "hyp.txt"}

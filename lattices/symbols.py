@@ -3,8 +3,7 @@ from typing import Iterable
 
 import k2
 
-from lattices.textio import read_text
-from models.atomic import atomic_open
+from models.files import atomic_open, read_text
 
 EPS = "<eps>"
 

@@ -1,37 +1,8 @@
-"""Small text-file helpers shared by the lattice readers: plain or gzip, detected from content."""
-import gzip
+"""Text helpers shared by the lattice readers and writers (reading files: :mod:`models.files`)."""
 import warnings
 from typing import Optional, Union
 
 import numpy as np
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def read_bytes(path: str) -> bytes:
-    """Read a file, transparently un-gzipping it when its content starts with the gzip magic.
-
-    Raises:
-        ValueError: the file cannot be read or is a corrupt gzip file (message names ``path``).
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        if data[:2] == GZIP_MAGIC:
-            data = gzip.decompress(data)
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: cannot read: {e}") from e
-    return data
-
-
-def read_text(path: str) -> str:
-    """Read a (possibly gzipped) UTF-8 text file; ``ValueError`` naming ``path`` if it is not text."""
-    data = read_bytes(path)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e})") from e
-
 
 def looks_binary(data: Union[bytes, str]) -> bool:
     """True if ``data`` (already un-gzipped) looks like a binary file (NUL bytes in its start)."""

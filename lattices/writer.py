@@ -14,7 +14,7 @@ from lattices.kaldi_text import format_kaldi_text
 from lattices.lattice_batch import LatticeBatch
 from lattices.slf import format_slf
 from lattices.symbols import write_symbols
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 WRITE_FORMATS = ("k2", "slf", "kaldi")
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .atomic import atomic_open
+from .files import atomic_open
 from .config import LMConfig
 from .lm import AFPLanguageModel
 from .vocab import Vocabulary

@@ -20,24 +20,19 @@ log10 probability ``unk_log10_prob`` (default -99, SRILM's "log 0").
 An n-gram whose context is not listed itself (e.g. "a b c" without "a b") is legal ARPA: the
 context is stored as a placeholder node (no probability, backoff 0) so the trie stays complete.
 """
-import gzip
 import math
 import re
-from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .files import open_bytes
 from .vocab import BOS, EOS, EPS, UNK, Vocabulary
 
 LN10 = math.log(10.0)
 _BLOCK_BYTES = 1 << 22  # bytes read and parsed at once (bounds the parser's extra memory)
 _HEADER = re.compile(rb"^\\[^\n]*", re.M)  # "\data\", "\1-grams:", "\end\" lines
-
-
-def _open_binary(path: str) -> BinaryIO:
-    """Open a plain or gzip-compressed (``.gz``) file for binary reading."""
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # type: ignore[return-value]
 
 
 def _segments(path: str) -> Iterator[Tuple[int, bytes, bool]]:
@@ -49,7 +44,7 @@ def _segments(path: str) -> Iterator[Tuple[int, bytes, bool]]:
     """
     lineno = 1
     try:
-        with _open_binary(path) as f:
+        with open_bytes(path) as f:
             while True:
                 block = f.read(_BLOCK_BYTES)
                 if not block:

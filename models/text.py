@@ -1,11 +1,12 @@
 """Training text: plain/gzip text (one sentence per line) or lhotse manifests; id batches."""
-import gzip
 import os
 import random
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .files import open_text
 
 MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 
@@ -30,9 +31,8 @@ def _manifest_texts(path: str) -> Iterator[str]:
 
 
 def _text_lines(path: str) -> Iterator[str]:
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with open_text(path) as f:
             yield from f
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read text ({type(e).__name__}: {e})") from None

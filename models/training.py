@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_open
+from .files import atomic_open
 from .checkpoint import load_checkpoint, load_payload, save_checkpoint
 from .config import LMConfig
 from .distributed import Runtime, all_reduce_sum, init_runtime, shutdown

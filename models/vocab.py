@@ -119,7 +119,7 @@ class Vocabulary:
 
     def to_file(self, path: str) -> None:
         """Write ``words.txt`` atomically."""
-        from .atomic import atomic_open
+        from .files import atomic_open
 
         with atomic_open(path) as f:
             for word, idx in self.pairs():

@@ -3,9 +3,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from lattices.oracle import read_references
-from lattices.textio import read_text
-from models.atomic import atomic_open
+from models.files import atomic_open, read_references, read_text
 
 from .outputs import write_json
 from .run import DONE

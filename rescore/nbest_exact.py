@@ -24,6 +24,7 @@ from models.scoring import sentence_log_probs
 from models.vocab import Vocabulary
 
 from .arc_scores import lm_ids_for_symbols
+from .combine import interpolate_lm
 
 
 def rescore_nbest_exact(
@@ -86,7 +87,7 @@ def rescore_nbest_exact(
 
     out: List[List[Tuple[float, int, Hypothesis]]] = [[] for _ in lists]
     for (i, h), lp in zip(flat, new_lm):
-        lm = h.lm if interpolate == 0.0 else lp if interpolate == 1.0 else (1.0 - interpolate) * h.lm + interpolate * lp
+        lm = interpolate_lm(h.lm, lp, interpolate)
         total = h.total + lm_scales[i] * (lm - h.lm)
         rank = len(out[i])
         out[i].append((-total, rank, Hypothesis(words=list(h.words), total=total, am=h.am, lm=lm)))

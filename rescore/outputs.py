@@ -9,7 +9,7 @@ from typing import IO, Dict, Iterator, List, Sequence, Tuple, Union
 
 import k2
 
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 Target = Union[str, IO[str]]
 

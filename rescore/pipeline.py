@@ -23,6 +23,7 @@ from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
 
 from .arc_scores import arc_lm_scores, history_tokens
+from .combine import rescored_lattices
 from .expand import Expansion
 from .fit import PruneInfo, expand_within
 from .nbest_exact import rescore_nbest_exact
@@ -141,11 +142,7 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     old_lm = done.scores[1] if old is not None else expansion.fsas.lm_scores
     t2 = time.perf_counter()
 
-    fsas = expansion.fsas.clone()
-    fsas.old_lm_scores = old_lm
-    fsas.afp_lm_scores = new_lm
-    fsas.lm_scores = (1.0 - opts.interpolate) * old_lm + opts.interpolate * new_lm
-    fsas.scores = fsas.am_scores + fsas.lm_scores
+    fsas = rescored_lattices(expansion.fsas, old_lm, new_lm, opts.interpolate)
     kept = expansion.kept
     kept_scales = [scales[i] for i in kept]
     hyps = nbest(fsas, opts.nbest, scales=kept_scales)
@@ -173,9 +170,7 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
     if old is not None:  # first pass: the lattices expanded for and scored by the old LM
         done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
                                 opts.max_arcs, opts.max_batch, opts.progress)
-        fsas = done.expansion.fsas.clone()
-        fsas.lm_scores = done.scores[0]
-        fsas.scores = fsas.am_scores + fsas.lm_scores
+        fsas = rescored_lattices(done.expansion.fsas, done.expansion.fsas.lm_scores, done.scores[0], 1.0)
         kept = done.expansion.kept
         out_failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
         out_pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}

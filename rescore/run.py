@@ -14,11 +14,10 @@ from tqdm import tqdm
 from lattices.fsa_build import Failure
 from lattices.lattice_batch import LatticeBatch, resolve_scales
 from lattices.nbest import hypothesis_records
-from lattices.oracle import read_references
 from lattices.reader import expand_paths, iter_lattice_batches
 from lattices.symbols import write_symbols
 from lattices.writer import kaldi_archive_text, write_lattices
-from models.atomic import atomic_open
+from models.files import atomic_open, read_references
 from models.distributed import resolve_device
 
 from .outputs import words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text

@@ -3,12 +3,12 @@
 Both score ``log P(word | history)`` for deduplicated histories in one batched call, and both are
 finite-context models: an AFP-K model needs the last K tokens, an order-n n-gram the last n-1.
 """
-import gzip
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 import torch
 
+from models.files import open_bytes
 from models.checkpoint import load_checkpoint, self_norm_offset
 from models.lm import AFPLanguageModel
 from models.ngram import NgramLM
@@ -55,10 +55,7 @@ class Scorer:
 
 def is_arpa(path: str) -> bool:
     """Whether ``path`` (plain or gzip) starts like an ARPA file (``\\data\\`` before any n-gram)."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rb") as f:
+    with open_bytes(path) as f:
         return b"\\data\\" in f.read(65536)
 
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import kaldialign
 
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 ERR = "*"  # the empty side of an insertion or deletion in alignments
 

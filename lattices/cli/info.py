@@ -6,7 +6,7 @@ import click
 
 from lattices.cli.common import finish, lattice_inputs, load, wrap_errors
 from lattices.validate import lattice_stats
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 COLUMNS = ("utt", "states", "arcs", "word_arcs", "words", "min_words", "max_words", "depth", "density", "am", "lm", "times")
 

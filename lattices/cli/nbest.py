@@ -8,7 +8,7 @@ import click
 from lattices.cli.common import finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
 from lattices.nbest import hypothesis_records
 from lattices.nbest import nbest as nbest_lists
-from models.atomic import atomic_open
+from models.files import atomic_open
 
 
 @click.command()

@@ -5,8 +5,8 @@ from typing import Optional, Tuple
 import click
 
 from lattices.cli.common import Problem, finish, lattice_inputs, load, source_of, wrap_errors
-from lattices.oracle import oracle_wer, read_references
-from models.atomic import atomic_open
+from lattices.oracle import oracle_wer
+from models.files import atomic_open, read_references
 
 
 @click.command()

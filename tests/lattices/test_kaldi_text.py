@@ -4,7 +4,7 @@ import torch
 from lattices.fsa_build import build_batch
 from lattices.kaldi_text import format_kaldi_text, looks_like_kaldi_text, parse_kaldi_text
 from lattices.symbols import load_symbols
-from lattices.textio import read_text
+from models.files import read_text
 
 from tests.lattices.test_reader_writer import THEANO, words_on_arcs
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from lattices import kaldi_text
 from lattices.kaldi_text import parse_kaldi_text
 from lattices.symbols import load_symbols
-from lattices.textio import read_text
+from models.files import read_text
 from tests.lattices.test_reader_writer import THEANO
 
 SYMS = load_symbols(str(THEANO / "words.txt"))

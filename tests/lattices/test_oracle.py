@@ -4,7 +4,8 @@ import k2
 import kaldialign
 import pytest
 
-from lattices.oracle import canonical_labels, oracle_paths, oracle_wer, read_references
+from lattices.oracle import canonical_labels, oracle_paths, oracle_wer
+from models.files import read_references
 from lattices.validate import validate_lattices
 from tests.lattice_utils import enumerate_paths, fsa_from_arcs
 

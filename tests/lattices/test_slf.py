@@ -6,7 +6,7 @@ import torch
 from lattices.fsa_build import build_batch
 from lattices.normalize import NormalizationRules
 from lattices.slf import looks_like_slf, parse_slf
-from lattices.textio import read_text
+from models.files import read_text
 
 from tests.lattices.test_reader_writer import DATA, THEANO, words_on_arcs
 

@@ -68,7 +68,7 @@ def test_fast_parser_equals_line_parser(seed, on_links, uniform, monkeypatch):
 
 
 def test_real_pocketsphinx_lattice_takes_the_fast_path(monkeypatch):
-    from lattices.textio import read_text
+    from models.files import read_text
 
     path = "tests/data/lattices/pocketsphinx/2033-164914-0007.slf.gz"
     text = read_text(path)

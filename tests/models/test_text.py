@@ -21,7 +21,7 @@ def test_missing_empty_and_binary_files_name_the_path(tmp_path):
         read_sentences(str(tmp_path / "nope.txt"))
     bad = tmp_path / "bin.txt"
     bad.write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(ValueError, match="bin.txt: cannot read text"):
+    with pytest.raises(ValueError, match="bin.txt: not UTF-8 text"):
         read_sentences(str(bad))
     junk = tmp_path / "junk.jsonl"
     junk.write_text("not json\n")
