@@ -46,7 +46,7 @@ help:
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time   benchmarks (bench/RESULTS.md)"
 
 # --- set-up ------------------------------------------------------------------------------------
 install: $(VENV)/.installed
@@ -231,3 +231,29 @@ $(BENCH_LS_DIR)/wer/table.md: $(NGRAM_ARPA) $(patsubst %,$(BENCH_LS_DIR)/lm/%/me
 
 .PHONY: bench-librispeech
 bench-librispeech: $(BENCH_LS_DIR)/wer/table.md
+
+# Scale (issue 10): one afp-rescore job over N copies of a real lattice, N = 100, 1000, 10000,
+# time per utterance and peak RSS; BENCH_BASELINE=DIR (a checkout of older code) runs the same
+# jobs with it in the same run.
+BENCH_SCALING_DIR ?= exp/bench-scaling
+BENCH_SCALING_LATTICE ?= tests/data/lattices/theanolm/lattice.slf
+BENCH_SCALING_NS ?= 100,1000,10000
+BENCH_BASELINE ?=
+
+$(BENCH_SCALING_DIR)/scaling.json: $(DEMO_DIR)/lm/model.pt
+	$(PY) bench/scaling.py --lattice $(BENCH_SCALING_LATTICE) --lm $< --ns $(BENCH_SCALING_NS) --out $(@D) \
+	  --threads $(BENCH_THREADS) $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+
+# WER against rescoring time (issue 10): AFP-K over --max-arcs vs exact N-best, same LM and lattices.
+BENCH_WT_DIR ?= exp/bench-wer-time
+BENCH_WT_LM ?= $(BENCH_LS_DIR)/lm/afp4/model.pt
+BENCH_WT_MAX_ARCS ?= 10000,30000,100000,300000
+BENCH_WT_NBEST ?= 10,100,1000
+
+$(BENCH_WT_DIR)/wer_time.json: $(BENCH_WT_LM) | $(DECODE_DIR)/lats/.done
+	$(PY) bench/wer_time.py --lm $< --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt --out $(@D) \
+	  --max-arcs $(BENCH_WT_MAX_ARCS) --nbest $(BENCH_WT_NBEST) --threads $(BENCH_THREADS)
+
+.PHONY: bench-scaling bench-wer-time
+bench-scaling: $(BENCH_SCALING_DIR)/scaling.json
+bench-wer-time: $(BENCH_WT_DIR)/wer_time.json
