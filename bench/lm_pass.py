@@ -55,7 +55,17 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
 
     scorer.score = capture  # type: ignore[assignment]
     exp = expand_and_score(batch.fsas, batch.symbols, [scorer], scorer.context, max_arcs).expansion
-    torch.save({**saved, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept)}, out)
+    # the expansion's input as plain tensors (rescore.arcs.Arcs) and history tokens, for `time --expand`
+    from rescore.arc_scores import history_tokens
+    from rescore.arcs import Arcs
+
+    token_of_symbol, tables = history_tokens(batch.symbols, [scorer.vocab])
+    labels = batch.fsas.labels.long()
+    tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
+    arcs = Arcs.from_fsas(batch.fsas)
+    torch.save({**saved, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept),
+                "arcs": {k: v for k, v in arcs.__dict__.items()}, "tokens": tokens, "order": scorer.context,
+                "bos": len(tables[0]) - 1, "max_arcs": max_arcs}, out)
     click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {saved['histories'].shape[0]} distinct histories")
 
 
@@ -67,9 +77,12 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
 @click.option("--repeat", default=3, show_default=True, help="Timed runs (median reported).")
 @click.option("--states", "variants", default="jacobi,tree", show_default=True,
               help="Comma-separated state computations to time in this run: jacobi (K iterations per history), tree (prefix tree).")
+@click.option("--expand", "time_expand", is_flag=True,
+              help="Also time the expansion core (rescore.grow) on the dumped input lattices (first, unpruned pass with --max-arcs).")
 @click.option("--no-normalize", "also_raw", is_flag=True,
               help="Also time the prefix tree without the softmax normaliser (a self-normalised LM; its offset from the checkpoint).")
-def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, variants: str, also_raw: bool) -> None:
+def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, variants: str, time_expand: bool,
+              also_raw: bool) -> None:
     """Print one JSON line per variant: seconds, expanded arcs/s, histories/s, cell steps per
     history, and the largest score difference from the first variant."""
     from models.checkpoint import self_norm_offset
@@ -82,6 +95,28 @@ def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, var
     if also_raw:
         runs.append(("tree-no-normalize", {"states": "tree", "normalize": False,
                                            "log_norm_offset": self_norm_offset(lm, model, extra)}))
+    if time_expand:
+        from rescore.arcs import Arcs
+        from rescore.grow import grow
+
+        arcs = Arcs(**d["arcs"]).to(dev)
+        tokens = d["tokens"].to(dev)
+
+        def expand_once() -> float:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            g = grow(arcs, d["order"], d["bos"], tokens, d["max_arcs"])
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            expand_once.arcs = int(g.arc_src.numel())  # type: ignore[attr-defined]
+            return time.perf_counter() - t0
+
+        expand_once()
+        sec = statistics.median(expand_once() for _ in range(repeat))
+        click.echo(json.dumps({"variant": "expand (rescore.grow, first pass)", "device": str(dev), "seconds": sec,
+                               "input_arcs": int(arcs.src.numel()), "grown_arcs": expand_once.arcs,  # type: ignore[attr-defined]
+                               "grown_arcs_per_s": expand_once.arcs / sec}))  # type: ignore[attr-defined]
     reference = None
     for name, kwargs in runs:
         stats: dict = {}

@@ -6,7 +6,8 @@ import torch
 
 from models.vocab import Vocabulary
 
-from .expand import PAD, Expansion, unique_rows
+from .arcs import unique_rows
+from .expand import PAD, Expansion
 from .scorers import Scorer
 
 
@@ -82,7 +83,7 @@ def arc_lm_scores(
         return out, 0
     rows = expansion.histories[scored]
     rows = torch.where(rows == PAD, rows, table[rows.clamp(min=0)])
-    uniq, inverse = unique_rows(rows.numpy())
-    hist, lengths = right_align(torch.from_numpy(uniq))
-    out[scored] = scorer.score(hist, lengths, torch.from_numpy(inverse), words, max_batch, progress)
+    uniq, inverse = unique_rows(rows)
+    hist, lengths = right_align(uniq)
+    out[scored] = scorer.score(hist, lengths, inverse, words, max_batch, progress)
     return out, int(uniq.shape[0])

@@ -1,14 +1,13 @@
-"""Exact K-history expansion of a lattice batch.
+"""Exact K-history expansion of a lattice batch, from and to k2 FsaVecs.
 
 Every state of the expanded lattice is a pair (original state, last K tokens on the way there,
 counting ``<s>``), so every arc has a unique K-token history and a K-context LM (an AFP-K model, an
 order-(K+1) n-gram) assigns it an exact score. Paths map one to one onto the original paths,
 with the same word sequences and (through ``arc_map``) the same per-arc attributes.
 
-The expansion runs over the whole batch at once, one topological *level* at a time (level =
-longest distance from the start state in arcs): all expanded states of a level are created with
-one ``np.unique`` over (original state, history) rows, and all their outgoing arcs with vectorised
-gathers, so the Python loop runs once per level, not once per arc or state.
+The work is done by :func:`rescore.grow.grow` on the plain-tensor :class:`~rescore.arcs.Arcs`
+(torch, any device, no k2); this module is the k2 edge: it takes the FsaVec apart and assembles
+the expanded FsaVec in one vectorised pass.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -18,10 +17,12 @@ import numpy as np
 import torch
 
 from lattices.fsa_build import fsavec_from_arrays
-from lattices.validate import arc_arrays, longest_path_layers, out_arcs, select_lattices
+from lattices.validate import select_lattices
 
-PAD = -1  # left padding of histories shorter than K (they start with <s>)
-FINAL = -2  # history row of the final state (all paths merge there)
+from .arcs import Arcs
+from .grow import FINAL, PAD, Grown, grow
+
+__all__ = ["Expansion", "expand_histories", "expanded_sizes", "PAD", "FINAL"]
 
 
 @dataclass
@@ -46,32 +47,6 @@ class Expansion:
     too_large: Dict[int, int]
 
 
-_MIX = np.random.RandomState(20261122).randint(1, 2**62, size=64, dtype=np.int64) | 1  # odd multipliers
-
-
-def unique_rows(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Exact ``np.unique(rows, axis=0, return_inverse=True)`` for int64 rows ``[N, C]`` (C <= 64),
-    much faster: rows are hashed to one int64 key, keys are uniqued, and every row is checked
-    against its group's representative (on a hash collision it falls back to ``np.unique``).
-
-    Returns:
-        ``(unique rows [U, C] in first-seen order of their keys' sort, inverse [N])``.
-    """
-    if rows.shape[0] == 0:
-        return rows, np.zeros(0, dtype=np.int64)
-    assert rows.shape[1] <= len(_MIX)
-    with np.errstate(over="ignore"):
-        keys = (rows * _MIX[: rows.shape[1]]).sum(axis=1)
-        keys ^= keys >> 29
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    uniq = rows[first]
-    if not np.array_equal(uniq[inverse], rows):  # a collision: two different rows, one key
-        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    return uniq, inverse
-
-
 def expand_histories(
     fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None
 ) -> Expansion:
@@ -90,7 +65,7 @@ def expand_histories(
     Returns:
         An :class:`Expansion`.
     """
-    return _assemble(fsas, *_grow(fsas, order, bos, history_labels, max_arcs), order)
+    return _assemble(fsas, _grow(fsas, order, bos, history_labels, max_arcs), order)
 
 
 def expanded_sizes(
@@ -104,98 +79,32 @@ def expanded_sizes(
         than ``max_arcs``), the count when it was abandoned.
     """
     grown = _grow(fsas, order, bos, history_labels, max_arcs)
-    return grown[3], grown[2]
+    return grown.arcs_per_fsa.cpu().numpy(), grown.abandoned.cpu().numpy()
 
 
-def _grow(fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor], max_arcs: Optional[int]) -> tuple:
-    """The level-by-level expansion (see the module docstring); returns the raw arrays that
-    :func:`_assemble` turns into an :class:`Expansion`."""
-    if order < 1:
-        raise ValueError(f"expansion order must be >= 1, got {order}")
-    A = arc_arrays(fsas)
-    tokens = (fsas.labels if history_labels is None else history_labels).long().cpu().numpy()
-    if tokens.shape != A.labels.shape:
-        raise ValueError(f"history_labels has shape {tokens.shape}, expected {A.labels.shape}")
-    tokens = np.where(A.labels == -1, FINAL, tokens)
-    levels = longest_path_layers(A)
-    if (levels < 0).any():
-        raise ValueError("expand_histories: input has a cycle (run lattices.validate first)")
-    state_fsa = np.repeat(np.arange(A.num_fsas), np.diff(A.state_splits))
-    nonempty = np.diff(A.state_splits) > 0
-
-    # pending[level] = list of (original dst state, history row, index of the expanded arc or -1)
-    starts = A.state_splits[:-1][nonempty]
-    start_rows = np.full((len(starts), order), PAD, dtype=np.int64)
-    start_rows[:, -1] = bos
-    pending: Dict[int, List[Tuple[np.ndarray, np.ndarray, np.ndarray]]] = {0: [(starts, start_rows, np.full(len(starts), -1))]}
-    st_orig: List[np.ndarray] = []  # per level: original state of each new expanded state
-    arc_src: List[np.ndarray] = []  # per level: expanded source state of each new arc
-    arc_orig: List[np.ndarray] = []
-    arc_hist: List[np.ndarray] = []
-    arrivals: List[Tuple[np.ndarray, np.ndarray]] = []  # (expanded arc, its expanded dst state)
-    n_states = n_arcs = 0
-    arcs_per_fsa = np.zeros(A.num_fsas, dtype=np.int64)
-    abandoned = np.zeros(A.num_fsas, dtype=bool)
-
-    for level in range(int(levels.max()) + 1 if len(levels) else 0):
-        if level not in pending:
-            continue
-        dst_orig, rows, via = (np.concatenate(x) for x in zip(*pending.pop(level)))
-        alive = ~abandoned[state_fsa[dst_orig]]
-        dst_orig, rows, via = dst_orig[alive], rows[alive], via[alive]
-        if not len(dst_orig):
-            continue
-        uniq, inverse = unique_rows(np.concatenate([dst_orig[:, None], rows], axis=1))
-        new_ids = n_states + np.arange(len(uniq))
-        n_states += len(uniq)
-        st_orig.append(uniq[:, 0])
-        arrived = via >= 0
-        arrivals.append((via[arrived], new_ids[inverse[arrived]]))
-
-        owner, arcs = out_arcs(A.arc_splits, uniq[:, 0])
-        hist = uniq[owner, 1:]
-        tok = tokens[arcs]
-        nxt = hist.copy()
-        word = tok > 0
-        nxt[word] = np.concatenate([hist[word, 1:], tok[word, None]], axis=1)
-        nxt[tok == FINAL] = FINAL
-        arc_src.append(new_ids[owner])
-        arc_orig.append(arcs)
-        arc_hist.append(hist)
-        arc_ids = n_arcs + np.arange(len(arcs))
-        n_arcs += len(arcs)
-
-        arcs_per_fsa += np.bincount(A.fsa_of_arc[arcs], minlength=A.num_fsas)
-        if max_arcs is not None:
-            abandoned |= arcs_per_fsa > max_arcs
-        d = A.dst[arcs]
-        d_level = levels[d]
-        by_level = np.argsort(d_level, kind="stable")  # one sort, then a slice per destination level
-        lv_sorted = d_level[by_level]
-        cuts = np.flatnonzero(np.diff(lv_sorted)) + 1
-        for sel in np.split(by_level, cuts) if len(d) else []:
-            pending.setdefault(int(d_level[sel[0]]), []).append((d[sel], nxt[sel], arc_ids[sel]))
-
-    arc_dst = np.full(n_arcs, -1, dtype=np.int64)
-    for via, dst in arrivals:
-        arc_dst[via] = dst
-    return A, state_fsa, abandoned, arcs_per_fsa, st_orig, arc_src, arc_orig, arc_hist, arc_dst
+def _grow(fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor], max_arcs: Optional[int]) -> Grown:
+    tokens = fsas.labels if history_labels is None else history_labels
+    return grow(Arcs.from_fsas(fsas), order, bos, tokens.long().to(fsas.device), max_arcs)
 
 
-def _assemble(fsas, A, state_fsa, abandoned, arcs_per_fsa, st_orig, arc_src, arc_orig, arc_hist, arc_dst, order) -> Expansion:
+def _assemble(fsas: k2.Fsa, grown: Grown, order: int) -> Expansion:
     """Renumber the expanded states per utterance and build the FsaVec and its attributes, in one
     vectorised pass over the arcs (no per-utterance loop)."""
-    cat = lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape, dtype=np.int64)  # noqa: E731
-    st_orig = cat(st_orig, (0,))
-    arc_src, arc_orig, arc_hist = cat(arc_src, (0,)), cat(arc_orig, (0,)), cat(arc_hist, (0, order))
+    st_orig, arc_src, arc_orig, arc_hist, arc_dst = (x.cpu().numpy() for x in (
+        grown.state_orig, grown.arc_src, grown.arc_orig, grown.arc_hist, grown.arc_dst))
+    abandoned, arcs_per_fsa = grown.abandoned.cpu().numpy(), grown.arcs_per_fsa.cpu().numpy()
+    state_splits_in = fsas.arcs.row_splits(1).long().cpu().numpy()
+    num_fsas = len(state_splits_in) - 1
+    state_fsa = np.repeat(np.arange(num_fsas), np.diff(state_splits_in))
+    labels_in = fsas.labels.long().cpu().numpy()
     st_fsa = state_fsa[st_orig]
-    keep_fsa = ~abandoned & (np.diff(A.state_splits) > 0)
+    keep_fsa = ~abandoned & (np.diff(state_splits_in) > 0)
     keep_state = keep_fsa[st_fsa]
     # utterance-major, creation (= topological, final state last) order inside each utterance
     new_order = np.nonzero(keep_state)[0][np.argsort(st_fsa[keep_state], kind="stable")]
     position = np.full(len(st_orig), -1, dtype=np.int64)
     position[new_order] = np.arange(len(new_order))
-    states_per_fsa = np.bincount(st_fsa[new_order], minlength=A.num_fsas)
+    states_per_fsa = np.bincount(st_fsa[new_order], minlength=num_fsas)
     first_state = np.cumsum(states_per_fsa) - states_per_fsa
     local = position - first_state[st_fsa]
 
@@ -210,7 +119,7 @@ def _assemble(fsas, A, state_fsa, abandoned, arcs_per_fsa, st_orig, arc_src, arc
     arc_map = torch.from_numpy(orig)
     if kept:
         scores = fsas.scores.detach().cpu()[arc_map]
-        out = fsavec_from_arrays(state_splits, arc_splits, local[arc_src[arc_order]], local[arc_dst[arc_order]], A.labels[orig], scores)
+        out = fsavec_from_arrays(state_splits, arc_splits, local[arc_src[arc_order]], local[arc_dst[arc_order]], labels_in[orig], scores)
     else:
         out = select_lattices(fsas, [])
     for name, value in fsas.named_tensor_attr(include_scores=False):

@@ -1,0 +1,133 @@
+"""The plain-tensor arc representation that expansion and scoring work on (no k2).
+
+A batch of lattices ``[utt][state][arc]`` as flat torch tensors on any device, taken from the k2
+FsaVec once per batch (:meth:`Arcs.from_fsas`, the k2 edge) and carried through the stages, so a
+machine without k2 (a GPU box) can run expansion and scoring on arrays dumped elsewhere.
+"""
+from dataclasses import dataclass, fields
+from typing import Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Arcs:
+    """Flat view of a batch of lattices, with *global* state indices.
+
+    Attributes:
+        state_splits: ``[num_fsas + 1]`` int64; FSA i owns states ``state_splits[i]:state_splits[i+1]``
+            (start first, final last).
+        arc_splits: ``[num_states + 1]`` int64; state s owns arcs ``arc_splits[s]:arc_splits[s+1]``.
+        src, dst: ``[num_arcs]`` int64 global source / destination state of each arc.
+        labels: ``[num_arcs]`` int64 word ids (0 epsilon, -1 final).
+        scores: ``[num_arcs]`` float32 scores.
+    """
+
+    state_splits: Tensor
+    arc_splits: Tensor
+    src: Tensor
+    dst: Tensor
+    labels: Tensor
+    scores: Tensor
+
+    @classmethod
+    def from_fsas(cls, fsas) -> "Arcs":
+        """From a k2 FsaVec ``[utt][state][arc]`` (the only function here that touches k2)."""
+        assert len(fsas.shape) == 3, "expected an FsaVec"
+        state_splits = fsas.arcs.row_splits(1).long()
+        arc_splits = fsas.arcs.row_splits(2).long()
+        values = fsas.arcs.values()
+        src = fsas.arcs.row_ids(2).long()
+        fsa_of_arc = fsas.arcs.row_ids(1).long()[src]
+        dst = values[:, 1].long() + state_splits[fsa_of_arc]
+        return cls(state_splits, arc_splits, src, dst, values[:, 2].long(), fsas.scores.detach().float())
+
+    def to(self, device) -> "Arcs":
+        return Arcs(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.src.device
+
+    @property
+    def num_fsas(self) -> int:
+        return self.state_splits.numel() - 1
+
+    @property
+    def num_states(self) -> int:
+        return int(self.state_splits[-1])
+
+    def state_fsa(self) -> Tensor:
+        """``[num_states]`` int64, the FSA of each state."""
+        return torch.repeat_interleave(torch.arange(self.num_fsas, device=self.device), self.state_splits.diff())
+
+    def fsa_of_arc(self) -> Tensor:
+        """``[num_arcs]`` int64, the FSA of each arc."""
+        return self.state_fsa()[self.src]
+
+    def levels(self) -> Tensor:
+        """Kahn's algorithm over the whole batch at once (vectorised per level).
+
+        Returns:
+            ``[num_states]`` int64: the length in arcs of the longest path reaching each state
+            from a state without incoming arcs; ``-1`` for states on or after a cycle.
+        """
+        n = self.num_states
+        level = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        indeg = torch.bincount(self.dst, minlength=n)
+        frontier = torch.nonzero(indeg == 0).squeeze(1)
+        k = 0
+        while frontier.numel():
+            level[frontier] = k
+            _, arcs = out_arcs(self.arc_splits, frontier)
+            if arcs.numel() == 0:
+                break
+            dests, counts = torch.unique(self.dst[arcs], return_counts=True)
+            indeg[dests] -= counts
+            frontier = dests[indeg[dests] == 0]
+            k += 1
+        return level
+
+
+def out_arcs(arc_splits: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:
+    """Outgoing arcs of ``states`` (global ids), vectorised.
+
+    Returns:
+        ``(owner, arcs)``: for every outgoing arc, the position in ``states`` of its source and
+        its global arc index; arcs of one state are contiguous and in order.
+    """
+    counts = arc_splits[states + 1] - arc_splits[states]
+    owner = torch.repeat_interleave(torch.arange(states.numel(), device=states.device), counts)
+    first = torch.repeat_interleave(arc_splits[states] - (torch.cumsum(counts, 0) - counts), counts)
+    return owner, first + torch.arange(owner.numel(), device=states.device)
+
+
+_MIX = torch.from_numpy(np.random.RandomState(20261122).randint(1, 2**62, size=64, dtype=np.int64) | 1)  # odd multipliers
+
+
+def unique_rows(rows: Tensor) -> Tuple[Tensor, Tensor]:
+    """Exact ``torch.unique(rows, dim=0, return_inverse=True)`` for int64 rows ``[N, C]`` (C <= 64),
+    much faster: rows are hashed to one int64 key (odd multipliers, wrapping), keys are uniqued,
+    and every row is checked against its group's representative (on a hash collision it falls
+    back to the row-wise unique).
+
+    Returns:
+        ``(unique rows [U, C] ordered by their keys, inverse [N])``; the representative of a group
+        is its first row.
+    """
+    if rows.shape[0] == 0:
+        return rows, torch.zeros(0, dtype=torch.long, device=rows.device)
+    assert rows.shape[1] <= _MIX.numel()
+    keys = (rows * _MIX[: rows.shape[1]].to(rows.device)).sum(dim=1)
+    keys = keys ^ (keys >> 29)
+    sorted_keys, order = torch.sort(keys, stable=True)  # one sort: groups, first rows, inverse
+    new_group = torch.ones_like(sorted_keys, dtype=torch.bool)
+    new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.cumsum(new_group, 0) - 1
+    uniq = rows[order[new_group]]
+    if not torch.equal(uniq[inverse], rows):  # a collision: two different rows, one key
+        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    return uniq, inverse
