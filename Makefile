@@ -46,7 +46,7 @@ help:
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time | bench-read | bench-lm-pass   benchmarks (bench/RESULTS.md)"
 
 # --- set-up ------------------------------------------------------------------------------------
 install: $(VENV)/.installed
@@ -254,6 +254,38 @@ $(BENCH_WT_DIR)/wer_time.json: $(BENCH_WT_LM) | $(DECODE_DIR)/lats/.done
 	$(PY) bench/wer_time.py --lm $< --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt --out $(@D) \
 	  --max-arcs $(BENCH_WT_MAX_ARCS) --nbest $(BENCH_WT_NBEST) --threads $(BENCH_THREADS)
 
-.PHONY: bench-scaling bench-wer-time
+# Reading speed (issue 10): the LibriSpeech SLF lattices and the same lattices as one Kaldi text
+# archive, this code against BENCH_BASELINE (when given) in the same run.
+BENCH_READ_DIR ?= exp/bench-read
+
+$(BENCH_READ_DIR)/lats.ark: | $(DECODE_DIR)/lats/.done
+	$(BIN)/afp-lattice convert --to kaldi $(DECODE_DIR)/lats --out $@
+
+$(BENCH_READ_DIR)/read_speed.json: $(BENCH_READ_DIR)/lats.ark
+	$(PY) bench/read_speed.py $(DECODE_DIR)/lats $< --threads $(BENCH_THREADS) --json $@ \
+	  $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+
+# The LM pass alone (issue 10): K Jacobi iterations per history (the code before the prefix tree)
+# vs the prefix tree, and the self-normalised model without the normaliser, on the expanded
+# LibriSpeech lattices; the dump needs k2, `time` does not (copy pairs.pt to a GPU box).
+BENCH_PASS_DIR ?= exp/bench-lm-pass
+BENCH_PASS_LM ?= $(BENCH_LS_DIR)/lm/afp4/model.pt
+BENCH_PASS_SN_LM ?= $(BENCH_LS_DIR)/lm/afp4sn/model.pt
+BENCH_PASS_DEVICE ?= cpu
+
+$(BENCH_PASS_DIR)/pairs.pt: $(BENCH_PASS_LM) | $(DECODE_DIR)/lats/.done
+	mkdir -p $(@D)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py dump --lm $< --out $@ --max-arcs 200000 $(DECODE_DIR)/lats
+
+$(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(BENCH_PASS_SN_LM)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_LM) --pairs $< \
+	  --device $(BENCH_PASS_DEVICE) --expand > $@.tmp
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_SN_LM) --pairs $< \
+	  --device $(BENCH_PASS_DEVICE) --states tree --no-normalize >> $@.tmp
+	mv $@.tmp $@
+
+.PHONY: bench-scaling bench-wer-time bench-read bench-lm-pass
+bench-lm-pass: $(BENCH_PASS_DIR)/time.jsonl
+bench-read: $(BENCH_READ_DIR)/read_speed.json
 bench-scaling: $(BENCH_SCALING_DIR)/scaling.json
 bench-wer-time: $(BENCH_WT_DIR)/wer_time.json

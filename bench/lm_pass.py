@@ -63,8 +63,10 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
     labels = batch.fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     arcs = Arcs.from_fsas(batch.fsas)
-    torch.save({**saved, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept),
-                "arcs": {k: v for k, v in arcs.__dict__.items()}, "tokens": tokens, "order": scorer.context,
+    small = {k: v.to(torch.int32) for k, v in saved.items()}  # int32 on disk (fits a 64 MiB carry); int64 on load
+    torch.save({**small, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept),
+                "arcs": {k: v if v.is_floating_point() else v.to(torch.int32) for k, v in arcs.__dict__.items()},
+                "tokens": tokens.to(torch.int32), "order": scorer.context,
                 "bos": len(tables[0]) - 1, "max_arcs": max_arcs}, out)
     click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {saved['histories'].shape[0]} distinct histories")
 
@@ -90,7 +92,7 @@ def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, var
     dev = resolve_device(device)
     model, _, extra = load_checkpoint(lm, str(dev))
     d = torch.load(pairs)
-    args = (d["histories"], d["lengths"], d["inverse"], d["words"])
+    args = tuple(d[k].long() for k in ("histories", "lengths", "inverse", "words"))
     runs = [(v, {"states": v}) for v in variants.split(",")]
     if also_raw:
         runs.append(("tree-no-normalize", {"states": "tree", "normalize": False,
@@ -99,8 +101,8 @@ def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, var
         from rescore.arcs import Arcs
         from rescore.grow import grow
 
-        arcs = Arcs(**d["arcs"]).to(dev)
-        tokens = d["tokens"].to(dev)
+        arcs = Arcs(**{k: v if v.is_floating_point() else v.long() for k, v in d["arcs"].items()}).to(dev)
+        tokens = d["tokens"].long().to(dev)
 
         def expand_once() -> float:
             if dev.type == "cuda":
