@@ -250,8 +250,8 @@ BENCH_WT_LM ?= $(BENCH_LS_DIR)/lm/afp4/model.pt
 BENCH_WT_MAX_ARCS ?= 10000,30000,100000,300000
 BENCH_WT_NBEST ?= 10,100,1000
 
-$(BENCH_WT_DIR)/wer_time.json: $(BENCH_WT_LM) | $(DECODE_DIR)/lats/.done
-	$(PY) bench/wer_time.py --lm $< --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt --out $(@D) \
+$(BENCH_WT_DIR)/wer_time.json: $(dir $(BENCH_WT_LM))metrics.json | $(DECODE_DIR)/lats/.done
+	$(PY) bench/wer_time.py --lm $(BENCH_WT_LM) --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt --out $(@D) \
 	  --max-arcs $(BENCH_WT_MAX_ARCS) --nbest $(BENCH_WT_NBEST) --threads $(BENCH_THREADS)
 
 # Reading speed (issue 10): the LibriSpeech SLF lattices and the same lattices as one Kaldi text
@@ -273,11 +273,11 @@ BENCH_PASS_LM ?= $(BENCH_LS_DIR)/lm/afp4/model.pt
 BENCH_PASS_SN_LM ?= $(BENCH_LS_DIR)/lm/afp4sn/model.pt
 BENCH_PASS_DEVICE ?= cpu
 
-$(BENCH_PASS_DIR)/pairs.pt: $(BENCH_PASS_LM) | $(DECODE_DIR)/lats/.done
+$(BENCH_PASS_DIR)/pairs.pt: $(dir $(BENCH_PASS_LM))metrics.json | $(DECODE_DIR)/lats/.done
 	mkdir -p $(@D)
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py dump --lm $< --out $@ --max-arcs 200000 $(DECODE_DIR)/lats
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py dump --lm $(BENCH_PASS_LM) --out $@ --max-arcs 200000 $(DECODE_DIR)/lats
 
-$(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(BENCH_PASS_SN_LM)
+$(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(dir $(BENCH_PASS_SN_LM))metrics.json
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_LM) --pairs $< \
 	  --device $(BENCH_PASS_DEVICE) --expand > $@.tmp
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_SN_LM) --pairs $< \
