@@ -160,7 +160,7 @@ def score_unique_histories(
                 s = history_states(model, rows[sel, :width].clamp(min=0), lens[sel], mode, iterations)
                 n_steps = (hi - lo) * width * (min(width, iterations) if mode == "afp" else 1)
             if normalize:
-                log_norm = torch.logsumexp(model.logits(s), dim=-1)
+                log_norm = torch.logsumexp(torch.addmm(bias, s, weight.t()), dim=-1)  # = model.logits(s) in eval mode
             else:
                 log_norm = torch.full((hi - lo,), float(log_norm_offset), device=device, dtype=dtype)
             a_lo, a_hi = (int(x) for x in torch.searchsorted(pair_rank, torch.tensor([lo, hi], device=device)))
