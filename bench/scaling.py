@@ -47,7 +47,7 @@ def run_job(code: str, lm: str, lats: str, out: str, flags: List[str], threads: 
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
+    if os.waitstatus_to_exitcode(status) not in (0, 1) or not os.path.exists(os.path.join(out, "metrics.json")):
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)

@@ -38,8 +38,8 @@ def run_point(args: List[str], out: str, threads: int) -> Dict:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    if proc.returncode not in (0, 1) or not os.path.exists(os.path.join(out, "metrics.json")):
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     with open(os.path.join(out, "metrics.json")) as f:
         m = json.load(f)
     return {"wer": m["wer"], "errors": m["wer_errors"], "ref_words": m["ref_words"], "seconds": m["seconds"],
