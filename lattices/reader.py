@@ -26,7 +26,7 @@ from lattices.kaldi_text import looks_like_kaldi_text, parse_kaldi_text
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.slf import looks_like_slf, parse_slf
-from lattices.symbols import load_symbols
+from lattices.symbols import copy_symbols, load_symbols
 from lattices.textio import looks_binary
 from models.files import read_bytes
 
@@ -208,8 +208,9 @@ def iter_lattice_batches(
 
     A batch is yielded as soon as the lattices parsed so far hold at least ``batch_arcs`` arcs
     (a single larger lattice is a batch of its own), so memory holds one batch plus one file.
-    Without ``words`` every batch shares one symbol table that grows as new words appear (ids
-    stay fixed within a job: outputs of different batches agree).
+    Without ``words`` the symbol table grows as new words appear: a word keeps its id for the
+    whole job (outputs of different batches agree), and a batch that brings new words gets a new
+    table object, so a table already handed out is never changed while the next batch is read.
 
     Args:
         files: lattice files in order (see :func:`expand_paths`).
@@ -240,13 +241,16 @@ def iter_lattice_batches(
     def flush() -> Tuple[LatticeBatch, List[Failure]]:
         nonlocal pending, fails, arcs
         unique, dup = _drop_duplicates(pending, seen)
+        nonlocal growing
         table = given
-        if table is None:  # add this batch's new words, sorted, to the job's table
+        if table is None:  # the job's table plus this batch's new words (sorted)
             assert growing is not None
             new = {n for lat in unique for w in lat.word_types if w is not None
                    for n in [normalize_word(w, rules)] if n is not None and n not in growing}
-            for w in sorted(new):
-                growing.add(w)
+            if new:  # copy on write: a table already handed out is never changed (readers run ahead)
+                growing = copy_symbols(growing)
+                for w in sorted(new):
+                    growing.add(w)
             table = growing
         out = build_batch(unique, table, rules, fails + dup)
         pending, fails, arcs = [], [], 0

@@ -49,6 +49,15 @@ def build_symbols(words: Iterable[str]) -> k2.SymbolTable:
     return table
 
 
+def copy_symbols(table: k2.SymbolTable) -> k2.SymbolTable:
+    """An independent copy of ``table`` (same words and ids; adding to one does not change the other)."""
+    out = k2.SymbolTable()
+    out._id2sym = dict(table._id2sym)
+    out._sym2id = dict(table._sym2id)
+    out._next_available_id = table._next_available_id
+    return out
+
+
 def write_symbols(table: k2.SymbolTable, path: str) -> None:
     """Write ``table`` as ``words.txt`` (``word id`` per line, by id), atomically."""
     with atomic_open(path, "w") as f:

@@ -150,3 +150,24 @@ def test_prefetch_stops_its_worker_when_the_consumer_stops():
             break
     assert threading.active_count() == before
     assert len(produced) < 10
+
+
+def test_streamed_batches_never_see_their_symbol_table_change(tmp_path):
+    """The reader runs ahead in a thread: a table already handed out must stay as it was, and a
+    word keeps its id for the whole job."""
+    from lattices.reader import iter_lattice_batches
+
+    rng = random.Random(2)
+    for u in range(6):  # each lattice brings words the earlier ones did not have
+        symbols = k2.SymbolTable.from_str("\n".join(["<eps> 0"] + [f"u{u}w{i} {i}" for i in range(1, 7)]))
+        fsa = fsa_from_arcs(*random_lattice_arcs(rng))
+        write_lattices(LatticeBatch(k2.create_fsa_vec([fsa]), [f"utt{u}"], symbols), str(tmp_path / "lats"), "slf")
+    seen = []
+    for batch, _ in prefetch(iter_lattice_batches(sorted(str(p) for p in (tmp_path / "lats").iterdir()), batch_arcs=1)):
+        seen.append((batch, dict(batch.symbols._sym2id)))
+    assert len(seen) == 6
+    ids = {}
+    for batch, at_yield in seen:
+        assert batch.symbols._sym2id == at_yield  # unchanged since it was yielded
+        for word, i in at_yield.items():
+            assert ids.setdefault(word, i) == i  # the same id in every batch
