@@ -43,7 +43,7 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--iterations", "-K", type=click.IntRange(min=1), default=None,
               help="Expansion order K [default: the model's iterations; needed for a BPTT model].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
-@click.option("--max-arcs", type=click.IntRange(min=1), default=1_000_000,
+@click.option("--max-arcs", type=click.IntRange(min=1), default=100_000,
               help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
 @click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,

@@ -55,7 +55,7 @@ class RescoreOptions:
     interpolate: float = 1.0
     nbest: int = 10
     order: Optional[int] = None
-    max_arcs: Optional[int] = 1_000_000
+    max_arcs: Optional[int] = 100_000
     max_batch: int = 4096
     lm_scales: Sequence[float] = ()
     keep_lattices: bool = False
