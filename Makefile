@@ -91,7 +91,7 @@ demo: $(DEMO_DIR)/lm/ppl.json $(DEMO_DIR)/before/metrics.json $(DEMO_DIR)/after/
 	@echo "WER on $(words $(wildcard $(DEMO_DATA)/lattices/*)) LibriSpeech test-other lattices (pocketsphinx, no LM scores in the lattices):"
 	@head -1 $(DEMO_DIR)/before/wer.txt | sed 's/^/  lattice 1-best, acoustic only:  /'
 	@head -1 $(DEMO_DIR)/after/wer.txt | sed 's/^/  after AFP LM rescoring:        /'
-	@$(PY) -c 'import sys; from lattices.oracle import read_references as r; from rescore.wer import wer_details as w; x = w(r(sys.argv[1]), r(sys.argv[2])); print("  pocketsphinx 1-best (3-gram):  %%WER %.2f" % (100 * x.wer))' $(DEMO_DATA)/ref.txt $(DEMO_DATA)/pocketsphinx-hyp.txt
+	@$(PY) -c 'import sys; from models.files import read_references as r; from rescore.wer import wer_details as w; x = w(r(sys.argv[1]), r(sys.argv[2])); print("  pocketsphinx 1-best (3-gram):  %%WER %.2f" % (100 * x.wer))' $(DEMO_DATA)/ref.txt $(DEMO_DATA)/pocketsphinx-hyp.txt
 	@echo "  WER by LM scale (after): $$(tr '\n' ' ' < $(DEMO_DIR)/after/wer-summary.txt)"
 	@echo "  outputs: $(DEMO_DIR)/after/{text,nbest.jsonl,metrics.json,wer.txt}"
 
