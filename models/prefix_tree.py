@@ -87,9 +87,22 @@ def build_prefix_tree(histories: Tensor, lengths: Tensor, context: Optional[int]
     """
     rows, lens = last_tokens(histories, lengths, context)
     order = lexicographic_order(rows)
-    rows, lens = rows[order], lens[order]
+    return tree_of_sorted(rows[order], lens[order], order)
+
+
+def tree_of_sorted(rows: Tensor, lens: Tensor, order: Optional[Tensor] = None) -> PrefixTree:
+    """The prefix tree of rows that are already truncated and sorted lexicographically.
+
+    Args:
+        rows: ``[U, T]`` int64, right-padded with -1 (as :func:`last_tokens` returns them), in
+            lexicographic order (:func:`lexicographic_order`).
+        lens: ``[U]`` int64 lengths.
+        order: recorded as :attr:`PrefixTree.order` (default: the identity).
+    """
     U, T = rows.shape
     device = rows.device
+    if order is None:
+        order = torch.arange(U, device=device)
     node = torch.zeros(U, dtype=torch.long, device=device)  # current node of each live row
     tokens: List[Tensor] = []
     parents: List[Tensor] = []

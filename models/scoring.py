@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .chunks import run_in_chunks
 from .lm import AFPLanguageModel
-from .prefix_tree import build_prefix_tree, last_tokens, lexicographic_order, prefix_tree_states
+from .prefix_tree import last_tokens, lexicographic_order, prefix_tree_states, tree_of_sorted
 
 
 def pad_sequences(seqs: Sequence[Sequence[int]], pad: int) -> Tuple[Tensor, Tensor]:
@@ -150,10 +150,9 @@ def score_unique_histories(
 
         def history_chunk(lo: int, hi: int) -> None:
             sel = order[lo:hi]
-            if states == "tree":
-                tree = build_prefix_tree(rows[sel], lens[sel])
-                s = torch.empty(hi - lo, model.config.hidden, device=device, dtype=dtype)
-                s[tree.order] = prefix_tree_states(model, tree)
+            if states == "tree":  # the rows are already truncated and sorted
+                tree = tree_of_sorted(rows[sel], lens[sel])
+                s = prefix_tree_states(model, tree)
                 n_steps = tree.num_nodes
             else:
                 width = int(lens[sel].max())
