@@ -239,9 +239,8 @@ def iter_lattice_batches(
     arcs, counter = 0, 0
 
     def flush() -> Tuple[LatticeBatch, List[Failure]]:
-        nonlocal pending, fails, arcs
+        nonlocal pending, fails, arcs, growing
         unique, dup = _drop_duplicates(pending, seen)
-        nonlocal growing
         table = given
         if table is None:  # the job's table plus this batch's new words (sorted)
             assert growing is not None

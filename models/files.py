@@ -49,10 +49,7 @@ def open_text(path: str) -> Iterator[IO[str]]:
 def read_bytes(path: str) -> bytes:
     """The whole file, un-gzipped when its content is gzip (``ValueError`` naming ``path`` on failure)."""
     with open_bytes(path) as f:
-        try:
-            return f.read()
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: cannot read: {e}") from e
+        return f.read()
 
 
 def read_text(path: str) -> str:

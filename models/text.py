@@ -31,11 +31,8 @@ def _manifest_texts(path: str) -> Iterator[str]:
 
 
 def _text_lines(path: str) -> Iterator[str]:
-    try:
-        with open_text(path) as f:
-            yield from f
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read text ({type(e).__name__}: {e})") from None
+    with open_text(path) as f:  # read errors become a ValueError naming the file
+        yield from f
 
 
 def read_sentences(path: str, max_len: Optional[int] = None) -> List[List[str]]:

@@ -11,7 +11,7 @@ from .wer import write_errs_file
 
 CONCATENATED = ("text", "nbest.jsonl", "failures.txt", "hyps.supervisions.jsonl.gz")
 SUMMED = ("utterances_done", "utterances_failed", "arcs_before_expansion", "arcs_after_expansion",
-          "distinct_histories", "seconds", "wall_seconds", "read_seconds", "expand_seconds", "lm_seconds", "search_seconds")
+          "distinct_histories", "seconds", "wall_seconds", "expand_seconds", "lm_seconds", "search_seconds")
 
 
 def _lines(path: str) -> List[str]:

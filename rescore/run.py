@@ -109,6 +109,7 @@ class _JobOutputs:
     and written batch by batch, so memory does not grow with the number of utterances."""
 
     def __init__(self, stack: ExitStack, out: str, lattice_fmt: Optional[str]) -> None:
+        self.out = out
         path = lambda name: os.path.join(out, name)  # noqa: E731
         self.text = stack.enter_context(atomic_open(path("text")))
         self.nbest = stack.enter_context(atomic_open(path("nbest.jsonl")))
@@ -136,9 +137,10 @@ class _JobOutputs:
         self.batches += 1
         return best
 
-    def finish(self, out_dir: str) -> None:
+    def finish(self) -> None:
+        """Write what only the whole job knows (the Kaldi archive's ``words.txt``)."""
         if self.kaldi is not None and self.symbols is not None:
-            write_symbols(self.symbols, os.path.join(out_dir, "words.txt"))
+            write_symbols(self.symbols, os.path.join(self.out, "words.txt"))
 
 
 def _add_stats(total: Dict[str, Any], stats: Dict[str, Any]) -> None:
@@ -173,9 +175,6 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     rescore_opts = opts.rescore
     if opts.write_lattices:
         rescore_opts = RescoreOptions(**{**rescore_opts.__dict__, "keep_lattices": True})
-    lattice_fmt = None
-    if opts.write_lattices:
-        lattice_fmt = opts.lattice_format
     stats: Dict[str, Any] = {}
     pruned: Dict[str, Any] = {}
     scales_seen: set = set()
@@ -191,7 +190,7 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
             if not len(batch):
                 continue
             if outputs is None:  # the output lattice format defaults to the first lattice's
-                fmt = lattice_fmt or (str(batch.headers[0].get("format", "k2")) if opts.write_lattices else None)
+                fmt = (opts.lattice_format or str(batch.headers[0].get("format", "k2"))) if opts.write_lattices else None
                 outputs = _JobOutputs(stack, opts.out, fmt)
             scales, _ = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
             scales_seen.update(scales)
@@ -208,7 +207,7 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
         bar.close()
         if outputs is None:  # nothing was read: still write the (empty) outputs
             outputs = _JobOutputs(stack, opts.out, None)
-        outputs.finish(opts.out)
+        outputs.finish()
         write_failures(os.path.join(opts.out, "failures.txt"), failures)
         batches = outputs.batches
     wall = time.perf_counter() - t0
