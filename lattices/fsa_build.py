@@ -33,7 +33,7 @@ import torch
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.symbols import build_symbols
-from lattices.validate import out_arcs, select_lattices
+from lattices.validate import kahn_layers, out_arcs, select_lattices
 
 
 @dataclass
@@ -157,22 +157,11 @@ def _reach(num_nodes: int, seeds: np.ndarray, frm: np.ndarray, to: np.ndarray) -
 
 
 def _layers(num_nodes: int, keep: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Kahn's algorithm on the kept nodes: longest distance in arcs from a node without incoming
-    arcs; ``-1`` for nodes on or after a cycle (and for nodes not kept)."""
+    """Kahn's algorithm (:func:`lattices.validate.kahn_layers`) on the kept nodes and the arcs
+    ``src -> dst`` (any order): ``-1`` for nodes on or after a cycle (and for nodes not kept)."""
     order = np.argsort(src, kind="stable")
     splits = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=num_nodes))])
-    indeg = np.bincount(dst, minlength=num_nodes)
-    layer = np.full(num_nodes, -1, dtype=np.int64)
-    frontier = np.flatnonzero(keep & (indeg == 0))
-    k = 0
-    while frontier.size:
-        layer[frontier] = k
-        _, arcs = out_arcs(splits, frontier)
-        d, cnt = np.unique(dst[order[arcs]], return_counts=True)
-        indeg[d] -= cnt
-        frontier = d[indeg[d] == 0]
-        k += 1
-    return layer
+    return kahn_layers(splits, dst[order], keep)
 
 
 def build_batch(

@@ -82,18 +82,31 @@ def longest_path_layers(arrays: ArcArrays) -> np.ndarray:
         ``[tot_states]`` int64: for each state, the length in arcs of the longest path reaching it
         from a state without incoming arcs; ``-1`` for states on a cycle or downstream of one.
     """
-    n = arrays.num_states
+    return kahn_layers(arrays.arc_splits, arrays.dst, np.ones(arrays.num_states, dtype=bool))
+
+
+def kahn_layers(arc_splits: np.ndarray, dst: np.ndarray, roots: np.ndarray) -> np.ndarray:
+    """Kahn's algorithm on a graph given by source-sorted arcs, one vectorised step per layer.
+
+    Args:
+        arc_splits: ``[num_nodes + 1]`` node s owns arcs ``arc_splits[s]:arc_splits[s+1]``.
+        dst: ``[num_arcs]`` destination node of each arc, in that order.
+        roots: ``[num_nodes]`` bool, the nodes that may start a path (those of them without
+            incoming arcs do).
+
+    Returns:
+        ``[num_nodes]`` int64: the length in arcs of the longest path reaching each node from a
+        starting node; ``-1`` for nodes not reached (on or after a cycle, or from no root).
+    """
+    n = len(arc_splits) - 1
     layer = np.full(n, -1, dtype=np.int64)
-    indeg = np.bincount(arrays.dst, minlength=n).astype(np.int64)
-    frontier = np.flatnonzero(indeg == 0)
+    indeg = np.bincount(dst, minlength=n).astype(np.int64)
+    frontier = np.flatnonzero(roots & (indeg == 0))
     k = 0
     while frontier.size:
         layer[frontier] = k
-        _, arcs = out_arcs(arrays.arc_splits, frontier)
-        if arcs.size == 0:
-            break
-        dests = arrays.dst[arcs]
-        uniq, cnt = np.unique(dests, return_counts=True)
+        _, arcs = out_arcs(arc_splits, frontier)
+        uniq, cnt = np.unique(dst[arcs], return_counts=True)
         indeg[uniq] -= cnt
         frontier = uniq[indeg[uniq] == 0]
         k += 1
