@@ -12,7 +12,7 @@ import torch
 
 import _k2  # k2's extension module (ships with k2); used for its masked arc selection
 
-from lattices.validate import arc_arrays
+from lattices.validate import arc_arrays, counts_per_fsa
 
 
 def arc_log_posteriors(fsas: k2.Fsa) -> torch.Tensor:
@@ -105,10 +105,10 @@ def prune(
     keep |= ok
     out = keep_arcs(fsas, keep)
     report = PruneReport(
-        arcs_before=_per_fsa(fsas, 2),
-        arcs_after=_per_fsa(out, 2),
-        states_before=_per_fsa(fsas, 1),
-        states_after=_per_fsa(out, 1),
+        arcs_before=counts_per_fsa(fsas, 2),
+        arcs_after=counts_per_fsa(out, 2),
+        states_before=counts_per_fsa(fsas, 1),
+        states_after=counts_per_fsa(out, 1),
     )
     return out, report
 
@@ -131,15 +131,6 @@ def keep_arcs(fsas: k2.Fsa, keep: torch.Tensor) -> k2.Fsa:
     kept = k2.utils.fsa_from_unary_function_tensor(fsas, ragged, arc_map)
     out = k2.connect(kept)
     return fsas.clone() if out is fsas else out
-
-
-def _per_fsa(fsas: k2.Fsa, axis: int) -> List[int]:
-    splits1 = fsas.arcs.row_splits(1).long()
-    if axis == 1:
-        return (splits1[1:] - splits1[:-1]).tolist()
-    splits2 = fsas.arcs.row_splits(2).long()
-    ends = splits2[splits1]
-    return (ends[1:] - ends[:-1]).tolist()
 
 
 def _check(fsas: k2.Fsa) -> None:

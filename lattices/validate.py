@@ -59,6 +59,17 @@ def arc_arrays(fsas: k2.Fsa) -> ArcArrays:
     return ArcArrays(state_splits, arc_splits, src, dst, labels, fsa_of_arc)
 
 
+def fsa_arc_splits(fsas: k2.Fsa) -> np.ndarray:
+    """``[num_fsas + 1]`` int64: FSA i of the FsaVec ``[utt][state][arc]`` owns arcs ``splits[i]:splits[i+1]``."""
+    return fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].long().cpu().numpy()
+
+
+def counts_per_fsa(fsas: k2.Fsa, axis: int) -> List[int]:
+    """States (``axis=1``) or arcs (``axis=2``) of each FSA of the FsaVec ``[utt][state][arc]``."""
+    splits = fsas.arcs.row_splits(1).long().cpu().numpy() if axis == 1 else fsa_arc_splits(fsas)
+    return np.diff(splits).tolist()
+
+
 def out_arcs(arc_splits: np.ndarray, states: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Outgoing arcs of ``states`` (global ids), vectorised.
 

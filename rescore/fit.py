@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lattices.posteriors import arc_viterbi_scores, best_path_arcs, keep_arcs
-from lattices.validate import arc_arrays, out_arcs, select_lattices
+from lattices.validate import arc_arrays, counts_per_fsa, fsa_arc_splits, out_arcs, select_lattices
 
 from .expand import Expansion, expand_histories, expanded_sizes
 
@@ -111,8 +111,8 @@ def expand_within(
 
     over = sorted(first.too_large)
     sub = select_lattices(fsas, over)
-    input_arcs = _arcs_per_fsa(sub)
-    arc_splits = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].long().cpu().numpy()
+    input_arcs = counts_per_fsa(sub, 2)
+    arc_splits = fsa_arc_splits(fsas)
     setattr(sub, _ARC_INDEX, torch.from_numpy(out_arcs(arc_splits, np.asarray(over))[1]).to(fsas.device))
     labels = None if history_labels is None else history_labels.cpu()
     viterbi = arc_viterbi_scores(sub)  # computed once; every round prunes by it
@@ -142,7 +142,7 @@ def expand_within(
         mid = (lo + hi) // 2
         small = pruned_to(mid, active)
         sizes, abandoned = expanded_sizes(small, order, bos, tokens_of(small), max_arcs)
-        kept_arcs = _arcs_per_fsa(small)
+        kept_arcs = counts_per_fsa(small, 2)
         for j, u in enumerate(active.tolist()):
             if abandoned[j]:
                 tried[u].append(f"beam {beams[mid[u]]:g}: {kept_arcs[j]} arcs -> more than {sizes[j]} expanded")
@@ -160,8 +160,8 @@ def expand_within(
         assert not refit.too_large, "an expansion that fitted in its round must fit again"
         refit.arc_map = getattr(small, _ARC_INDEX).long().cpu()[refit.arc_map]
         delattr(refit.fsas, _ARC_INDEX)
-        sizes = _arcs_per_fsa(refit.fsas)
-        for j, (u, n_kept) in enumerate(zip(fitting.tolist(), _arcs_per_fsa(small))):
+        sizes = counts_per_fsa(refit.fsas, 2)
+        for j, (u, n_kept) in enumerate(zip(fitting.tolist(), counts_per_fsa(small, 2))):
             i = over[u]
             pruned[i] = PruneInfo(beams[fit[u]], input_arcs[u], n_kept, sizes[j])
         refit.kept = [over[u] for u in fitting.tolist()]
@@ -175,11 +175,6 @@ def expand_within(
     return _merge(first, refit, too_large), pruned, dict(sorted(failures.items()))
 
 
-def _arcs_per_fsa(fsas: k2.Fsa) -> List[int]:
-    splits = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].long()
-    return (splits[1:] - splits[:-1]).tolist()
-
-
 def _merge(first: Expansion, refit: Optional[Expansion], too_large: Dict[int, int]) -> Expansion:
     """One Expansion, in input order, from the unpruned batch expansion and the pruned one."""
     parts = [first] + ([refit] if refit is not None else [])
@@ -187,7 +182,7 @@ def _merge(first: Expansion, refit: Optional[Expansion], too_large: Dict[int, in
     fsa_offsets = np.cumsum([0] + [p.fsas.shape[0] for p in parts])
     cat = k2.cat([p.fsas for p in parts]) if len(parts) > 1 else first.fsas
     fsa_order = np.asarray([fsa_offsets[part] + j for _, part, j in sources], dtype=np.int64)
-    arc_splits = cat.arcs.row_splits(2)[cat.arcs.row_splits(1).long()].long().cpu().numpy()
+    arc_splits = fsa_arc_splits(cat)
     arc_order = torch.from_numpy(out_arcs(arc_splits, fsa_order)[1])
     out = select_lattices(cat, torch.from_numpy(fsa_order))
     histories = torch.cat([p.histories for p in parts])[arc_order]
