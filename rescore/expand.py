@@ -65,7 +65,8 @@ def expand_histories(
     Returns:
         An :class:`Expansion`.
     """
-    return _assemble(fsas, _grow(fsas, order, bos, history_labels, max_arcs), order)
+    arcs = Arcs.from_fsas(fsas)  # taken once; growing and assembling both use it
+    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs), order)
 
 
 def expanded_sizes(
@@ -78,25 +79,26 @@ def expanded_sizes(
         ``(arcs [num_fsas] int64, abandoned [num_fsas] bool)``: for an abandoned utterance (more
         than ``max_arcs``), the count when it was abandoned.
     """
-    grown = _grow(fsas, order, bos, history_labels, max_arcs)
+    grown = _grow(fsas, Arcs.from_fsas(fsas), order, bos, history_labels, max_arcs)
     return grown.arcs_per_fsa.cpu().numpy(), grown.abandoned.cpu().numpy()
 
 
-def _grow(fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor], max_arcs: Optional[int]) -> Grown:
+def _grow(fsas: k2.Fsa, arcs: Arcs, order: int, bos: int, history_labels: Optional[torch.Tensor],
+          max_arcs: Optional[int]) -> Grown:
     tokens = fsas.labels if history_labels is None else history_labels
-    return grow(Arcs.from_fsas(fsas), order, bos, tokens.long().to(fsas.device), max_arcs)
+    return grow(arcs, order, bos, tokens.long().to(fsas.device), max_arcs)
 
 
-def _assemble(fsas: k2.Fsa, grown: Grown, order: int) -> Expansion:
+def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
     """Renumber the expanded states per utterance and build the FsaVec and its attributes, in one
     vectorised pass over the arcs (no per-utterance loop)."""
     st_orig, arc_src, arc_orig, arc_hist, arc_dst = (x.cpu().numpy() for x in (
         grown.state_orig, grown.arc_src, grown.arc_orig, grown.arc_hist, grown.arc_dst))
     abandoned, arcs_per_fsa = grown.abandoned.cpu().numpy(), grown.arcs_per_fsa.cpu().numpy()
-    state_splits_in = fsas.arcs.row_splits(1).long().cpu().numpy()
-    num_fsas = len(state_splits_in) - 1
-    state_fsa = np.repeat(np.arange(num_fsas), np.diff(state_splits_in))
-    labels_in = fsas.labels.long().cpu().numpy()
+    state_splits_in = arcs.state_splits.cpu().numpy()
+    num_fsas = arcs.num_fsas
+    state_fsa = arcs.state_fsa().cpu().numpy()
+    labels_in = arcs.labels.cpu().numpy()
     st_fsa = state_fsa[st_orig]
     keep_fsa = ~abandoned & (np.diff(state_splits_in) > 0)
     keep_state = keep_fsa[st_fsa]
@@ -118,7 +120,7 @@ def _assemble(fsas: k2.Fsa, grown: Grown, order: int) -> Expansion:
     kept = np.flatnonzero(keep_fsa).tolist()
     arc_map = torch.from_numpy(orig)
     if kept:
-        scores = fsas.scores.detach().cpu()[arc_map]
+        scores = arcs.scores.cpu()[arc_map]
         out = fsavec_from_arrays(state_splits, arc_splits, local[arc_src[arc_order]], local[arc_dst[arc_order]], labels_in[orig], scores)
     else:
         out = select_lattices(fsas, [])
