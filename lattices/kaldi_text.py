@@ -12,8 +12,9 @@ One lattice per block::
 - The start state is the source of the first arc line (OpenFst text convention), or the first
   final line's state for a lattice without arcs.
 - Final-state weights go on the final arc (label -1) of that state.
-- ``word`` is an id in ``words.txt``; ``transition_ids`` (``_``-separated) are not kept.
-- No times (the format has none without the transition model).
+- ``word`` is an id in ``words.txt``; ``transition_ids`` (``_``-separated) are not kept, but
+  their number is each arc's frame count, which gives word times (``frame_seconds`` per frame:
+  frame shift x frame-subsampling factor) when the lattice has any.
 """
 from operator import itemgetter
 from typing import Dict, List, Optional, Tuple
@@ -22,6 +23,7 @@ import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, interned_fields
+from lattices.kaldi_binary import add_frame_times
 from lattices.textio import format_floats, parse_numbers
 
 
@@ -48,15 +50,24 @@ def _weight(tok: str, where: str, lineno: int) -> Tuple[float, float]:
     return -a + 0.0, -g + 0.0  # (am, lm); "+ 0.0" turns -0.0 into 0.0
 
 
-def _parse_block(
-    utt: str, lines: List[Tuple[int, str]], source: str, id2word: Dict[int, str]
+def _frames(tok: str) -> int:
+    """Transition ids in a ``g,a,tids`` weight token."""
+    tids = tok.split(",", 2)[2] if tok.count(",") >= 2 else ""
+    return tids.count("_") + 1 if tids else 0
+
+
+def parse_text_lattice(
+    utt: str, lines: List[Tuple[int, str]], source: str, id2word: Dict[int, str], frame_seconds: float
 ) -> ArcList:
+    """One lattice's text lines (``(line number, line)``, without the key line) -> ArcList
+    (``ValueError`` naming ``source:utt`` and the line if malformed)."""
     where = f"{source}:{utt}"
     src: List[int] = []
     dst: List[int] = []
     words: List[Optional[str]] = []
     am: List[float] = []
     lm: List[float] = []
+    frames: List[int] = []
     finals: Dict[int, Tuple[float, float]] = {}
     start = None
     for lineno, line in lines:
@@ -74,6 +85,7 @@ def _parse_block(
                 words.append(None if w == 0 else id2word[w])
                 am.append(a)
                 lm.append(g)
+                frames.append(_frames(f[3]) if len(f) == 4 else 0)
             elif len(f) in (1, 2):
                 s = int(f[0])
                 if s in finals:
@@ -92,14 +104,14 @@ def _parse_block(
     n = max([start] + src + dst + list(finals)) + 1
     if min([start] + src + dst + list(finals)) < 0:
         raise ValueError(f"{where}: negative state id")
-    return ArcList(
+    return add_frame_times(ArcList(
         utt_id=utt, source=source, num_nodes=n, start=start, finals=finals,
         src=np.asarray(src, dtype=np.int64), dst=np.asarray(dst, dtype=np.int64), **interned_fields(words),
         am=np.asarray(am, dtype=np.float64), lm=np.asarray(lm, dtype=np.float64),
-    )
+    ), np.asarray(frames, dtype=np.int64), frame_seconds)
 
 
-def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str]) -> Optional[List[ArcList]]:
+def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str], frame_seconds: float) -> Optional[List[ArcList]]:
     """Vectorised parse of a well-formed archive (single-space or tab separated, every arc line
     ``src dst word g,a,tids``, valid word ids, no repeated utterance); None for anything else, so
     that :func:`parse_kaldi_text` falls back to the line parser and its messages."""
@@ -133,6 +145,7 @@ def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str]) -> Opti
     if len(seps) != 3 * m - 1 or (m and not (seps == np.tile(np.array([44, 44, 10], np.uint8), m)[:-1]).all()):
         return None
     weights = joined.replace("\n", ",").split(",") if m else []
+    frames = np.fromiter((t.count("_") + 1 if t else 0 for t in weights[2::3]), dtype=np.int64, count=m)
     src, dst, word = (parse_numbers("\n".join(tokens[j::4]), m, np.int64) for j in range(3))
     cost_g, cost_a = (parse_numbers("\n".join(weights[j::3]), m, np.float64) for j in range(2))
     if src is None or dst is None or word is None or cost_g is None or cost_a is None:
@@ -163,14 +176,15 @@ def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str]) -> Opti
         ids, index = np.unique(word[lo:hi], return_inverse=True)
         start = int(src[lo]) if hi > lo else next(iter(finals_of[b]))
         n = int(max([start, *finals_of[b]] + ([int(src[lo:hi].max()), int(dst[lo:hi].max())] if hi > lo else []))) + 1
-        out.append(ArcList(
+        out.append(add_frame_times(ArcList(
             utt_id=utt, source=source, num_nodes=n, start=start, finals=finals_of[b], src=src[lo:hi], dst=dst[lo:hi],
             word_types=[None if w == 0 else id2word[w] for w in ids.tolist()], word_index=index.reshape(-1),
-            am=am[lo:hi], lm=lm[lo:hi]))
+            am=am[lo:hi], lm=lm[lo:hi]), frames[lo:hi], frame_seconds))
     return out
 
 
-def parse_kaldi_text(text: str, source: str, symbols: k2.SymbolTable) -> Tuple[List[ArcList], List[Failure]]:
+def parse_kaldi_text(text: str, source: str, id2word: Dict[int, str],
+                     frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
     """Parse every lattice of a CompactLattice text archive.
 
     A well-formed archive is parsed by a vectorised reader; any other goes through the line
@@ -179,18 +193,19 @@ def parse_kaldi_text(text: str, source: str, symbols: k2.SymbolTable) -> Tuple[L
     Args:
         text: archive text.
         source: its path (for messages).
-        symbols: the ``words.txt`` the word ids refer to.
+        id2word: word id -> word (from ``words.txt``; see :func:`lattices.kaldi_archive.word_lookup`).
+        frame_seconds: seconds per transition id (for word times).
 
     Returns:
         ``(lattices, failures)``: one :class:`ArcList` per good lattice (words as strings), one
         :class:`Failure` per malformed one (the others are still read).
     """
-    id2word = {int(i): symbols.get(i) for i in symbols.ids}
-    fast = _parse_archive_fast(text, source, id2word) if text.strip() else None
-    return (fast, []) if fast is not None else _parse_archive_lines(text, source, id2word)
+    fast = _parse_archive_fast(text, source, id2word, frame_seconds) if text.strip() else None
+    return (fast, []) if fast is not None else _parse_archive_lines(text, source, id2word, frame_seconds)
 
 
-def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str]) -> Tuple[List[ArcList], List[Failure]]:
+def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str],
+                         frame_seconds: float) -> Tuple[List[ArcList], List[Failure]]:
     """The line-by-line archive parser (any layout; reports each malformed lattice by line)."""
     lattices: List[ArcList] = []
     failures: List[Failure] = []
@@ -216,7 +231,7 @@ def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str]) -> Tup
             if utt in seen:
                 raise ValueError(f"{source}:{utt}: utterance id appears twice (line {lineno})")
             seen.add(utt)
-            lattices.append(_parse_block(utt, lines, source, id2word))
+            lattices.append(parse_text_lattice(utt, lines, source, id2word, frame_seconds))
         except ValueError as e:
             failures.append(Failure(f"{source}:{utt}", str(e)))
     return lattices, failures

@@ -1,28 +1,34 @@
 """Read lattices of any supported format into one :class:`~lattices.lattice_batch.LatticeBatch`.
 
 Formats (``fmt``): ``"k2"`` (``torch.save(fsa.as_dict())``), ``"slf"`` (HTK SLF, one lattice per
-file), ``"kaldi"`` (CompactLattice text archive), or ``"auto"`` (detected from each file's
-*content*, after un-gzipping; file names are not used). Files may be gzipped.
+file), ``"kaldi"`` (Kaldi lattice archives, binary or text, CompactLattice or Lattice; see
+:mod:`lattices.kaldi_archive`), or ``"auto"`` (detected from each file's *content*, after
+un-gzipping; file names are not used). Files may be gzipped.
 
-Paths: files; directories (every regular file inside, recursively, sorted, except hidden files,
+Paths: files; Kaldi rspecifiers (``ark:lat.1``, ``ark,t:lat.txt``, ``scp:lat.scp``,
+``'ark:gunzip -c lat.1.gz |'``); directories (every regular file inside, recursively, sorted, except hidden files,
 ``words.txt``/``ref.txt``/``hyp.txt`` and ``.nbest``/``.md``/``.json(l)``/``.log``/``.py``/``.done``); list files (``@list.txt``, or a text file whose first line is an existing
 path) with one path per line (relative paths are relative to the list file).
 
 Word table: ``words`` (a ``words.txt``) if given; for Kaldi archives without ``words``, the
-``words.txt`` next to the archive; otherwise (SLF, k2 with embedded tables) one table built from
+``words.txt`` next to the archive, and without one the integer ids become the words (with a
+:class:`NoWordTableWarning`); otherwise (SLF, k2 with embedded tables) one table built from
 all normalised words of the batch. See :mod:`lattices.fsa_build` for what happens to each lattice,
 :mod:`lattices.normalize` for the word rules.
 
 Every unreadable file or lattice becomes a :class:`Failure`; reading goes on with the rest.
 """
 import os
+import warnings
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import k2
 
 from lattices.fsa_build import ArcList, Failure, build_batch
 from lattices.k2_format import k2_dict_to_arclists, load_k2_dict, looks_like_k2
-from lattices.kaldi_text import looks_like_kaldi_text, parse_kaldi_text
+from lattices.kaldi_archive import (is_rspecifier, looks_like_kaldi_binary, parse_kaldi_archive, read_kaldi, rspecifier_missing,
+                                    rspecifier_target, word_lookup)
+from lattices.kaldi_text import looks_like_kaldi_text
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.slf import looks_like_slf, parse_slf
@@ -34,7 +40,11 @@ FORMATS = ("auto", "k2", "slf", "kaldi")
 _SKIP_NAMES = {"words.txt", "words.txt.gz", "ref.txt", "hyp.txt"}
 _SKIP_SUFFIXES = (".nbest", ".md", ".json", ".jsonl", ".log", ".py", ".done")
 
-__all__ = ["Failure", "read_lattices", "iter_lattice_batches", "expand_paths", "detect_format", "FORMATS"]
+__all__ = ["Failure", "NoWordTableWarning", "read_lattices", "iter_lattice_batches", "expand_paths", "detect_format", "FORMATS"]
+
+
+class NoWordTableWarning(UserWarning):
+    """Kaldi lattices were read without ``words.txt``: their integer word ids are used as words."""
 
 
 def _is_list_file(path: str, data: bytes) -> bool:
@@ -64,6 +74,13 @@ def expand_paths(paths: Sequence[str]) -> Tuple[List[str], List[Failure]]:
     def add(p: str, depth: int) -> None:
         if depth > 8:
             fails.append(Failure(p, f"{p}: list files nested too deeply"))
+            return
+        if is_rspecifier(p):  # read as a whole by _parse_file
+            missing = rspecifier_missing(p)
+            if missing is not None:
+                fails.append(Failure(p, f"{p}: no such file {missing!r}"))
+            else:
+                files.append(p)
             return
         forced_list = p.startswith("@")
         if forced_list:
@@ -105,8 +122,10 @@ def detect_format(path: str, data: bytes) -> str:
     """``"k2"``, ``"slf"`` or ``"kaldi"`` from the (un-gzipped) content; ``ValueError`` if none fits."""
     if looks_like_k2(data):
         return "k2"
+    if looks_like_kaldi_binary(data):
+        return "kaldi"
     if looks_binary(data):
-        raise ValueError(f"{path}: binary file that is not a torch.save archive")
+        raise ValueError(f"{path}: binary file that is neither a torch.save archive nor a binary Kaldi archive")
     text = data[:20000].decode("utf-8", errors="replace")
     if looks_like_slf(text):
         return "slf"
@@ -115,32 +134,49 @@ def detect_format(path: str, data: bytes) -> str:
     raise ValueError(f"{path}: cannot tell the lattice format from the content (use --format)")
 
 
-def _parse_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict) -> Tuple[List[ArcList], List[Failure]]:
-    """Parse one file into arc lists (each tagged with its format in ``header["format"]``)."""
+def _kaldi_words(path: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict) -> dict:
+    """``id -> word`` for a Kaldi archive: ``symbols``, else the ``words.txt`` beside it, else the ids."""
+    file = rspecifier_target(path)[1] if is_rspecifier(path) else path
+    if symbols is None and not file.endswith("|") and file != "-":
+        beside = os.path.join(os.path.dirname(file), "words.txt")
+        if os.path.exists(beside):
+            if beside not in kaldi_tables:
+                kaldi_tables[beside] = load_symbols(beside)
+            symbols = kaldi_tables[beside]
+    if symbols is None:
+        warnings.warn(f"{path}: no words.txt (--words, or one next to the archive): "
+                      "the integer word ids are used as the words", NoWordTableWarning, stacklevel=2)
+    key = id(symbols)
+    if key not in kaldi_tables:
+        kaldi_tables[key] = word_lookup(symbols)
+    return kaldi_tables[key]
+
+
+def _parse_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict,
+                frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
+    """Parse one file (or Kaldi rspecifier) into arc lists (each tagged with its format in
+    ``header["format"]``)."""
     fails: List[Failure] = []
     lattices: List[ArcList] = []
     try:
-        data = read_bytes(path)
-        f = detect_format(path, data) if fmt == "auto" else fmt
-        if f == "k2":
-            lattices, _ = k2_dict_to_arclists(load_k2_dict(path), path, symbols)
+        if is_rspecifier(path):
+            if fmt not in ("auto", "kaldi"):
+                raise ValueError(f"{path}: a Kaldi rspecifier, but --format is {fmt}")
+            f = "kaldi"
+            lattices, fails = read_kaldi(path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds)
         else:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}: not UTF-8 text ({e})") from e
-            if f == "slf":
-                lattices = [parse_slf(text, path)]
+            data = read_bytes(path)
+            f = detect_format(path, data) if fmt == "auto" else fmt
+            if f == "k2":
+                lattices, _ = k2_dict_to_arclists(load_k2_dict(path), path, symbols)
+            elif f == "kaldi":
+                lattices, fails = parse_kaldi_archive(data, path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds)
             else:
-                table = symbols
-                if table is None:
-                    beside = os.path.join(os.path.dirname(path), "words.txt")
-                    if not os.path.exists(beside):
-                        raise ValueError(f"{path}: Kaldi lattices need words.txt (--words, or one next to the archive)")
-                    if beside not in kaldi_tables:
-                        kaldi_tables[beside] = load_symbols(beside)
-                    table = kaldi_tables[beside]
-                lattices, fails = parse_kaldi_text(text, path, table)
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+                lattices = [parse_slf(text, path)]
     except ValueError as e:
         return [], [Failure(path, str(e))]
     for lat in lattices:
@@ -153,6 +189,7 @@ def read_lattices(
     fmt: str = "auto",
     words: Optional[str] = None,
     rules: Optional[NormalizationRules] = None,
+    frame_seconds: float = 0.01,
 ) -> Tuple[LatticeBatch, List[Failure]]:
     """Read lattices into one batch.
 
@@ -161,6 +198,8 @@ def read_lattices(
         fmt: ``"auto"``, ``"k2"``, ``"slf"`` or ``"kaldi"``.
         words: ``words.txt`` path; ``None`` builds the table from the words found.
         rules: word normalisation; default ``NormalizationRules()``.
+        frame_seconds: seconds per frame of Kaldi transition ids (frame shift x frame-subsampling
+            factor), for word times.
 
     Returns:
         ``(batch, failures)``: FsaVec ``[utt][state][arc]`` of every lattice read (file order,
@@ -176,7 +215,7 @@ def read_lattices(
     lattices: List[ArcList] = []
     kaldi_tables: dict = {}
     for path in files:
-        lats, file_fails = _parse_file(path, fmt, symbols, kaldi_tables)
+        lats, file_fails = _parse_file(path, fmt, symbols, kaldi_tables, frame_seconds)
         lattices.extend(lats)
         fails.extend(file_fails)
     unique, dup_fails = _drop_duplicates(lattices, set())
@@ -203,6 +242,7 @@ def iter_lattice_batches(
     batch_arcs: int = 20_000,
     keep: Optional[Callable[[int], bool]] = None,
     file_failures: bool = True,
+    frame_seconds: float = 0.01,
 ) -> Iterator[Tuple[LatticeBatch, List[Failure]]]:
     """Read ``files`` lazily, one :class:`LatticeBatch` of about ``batch_arcs`` input arcs at a time.
 
@@ -214,7 +254,7 @@ def iter_lattice_batches(
 
     Args:
         files: lattice files in order (see :func:`expand_paths`).
-        fmt, words, rules: as for :func:`read_lattices`.
+        fmt, words, rules, frame_seconds: as for :func:`read_lattices`.
         batch_arcs: input arcs per batch (>= 1).
         keep: ``keep(k)`` decides whether the k-th lattice parsed (0-based, over all files) is
             read, e.g. ``lambda k: k % n == i`` for shard i of n; None keeps all.
@@ -256,7 +296,7 @@ def iter_lattice_batches(
         return out
 
     for path in files:
-        lats, file_fails = _parse_file(path, fmt, given, kaldi_tables)
+        lats, file_fails = _parse_file(path, fmt, given, kaldi_tables, frame_seconds)
         if file_failures:
             fails.extend(file_fails)
         for lat in lats:

@@ -4,19 +4,20 @@
   ends with ``.gz``, e.g. ``lats.gz/``); see :func:`lattices.slf.format_slf` for the conventions.
 - ``"k2"``: ``out`` is one file (``.pt`` or ``.pt.gz``), ``torch.save(fsa.as_dict())`` plus
   utterance ids and symbols (:func:`lattices.k2_format.save_k2`).
-- ``"kaldi"``: ``out`` is one CompactLattice text archive (``.gz`` gzips it) and ``words.txt`` is
-  written next to it.
+- ``"kaldi"``: ``out`` is one binary CompactLattice archive, as Kaldi writes by default (``.gz``
+  gzips it), and ``words.txt`` is written next to it; ``"kaldi-text"``: the same as text
+  (``ark,t``). See :func:`lattices.kaldi_archive.kaldi_archive_bytes`.
 """
 import os
 
 from lattices.k2_format import save_k2
-from lattices.kaldi_text import format_kaldi_text
+from lattices.kaldi_archive import kaldi_archive_bytes
 from lattices.lattice_batch import LatticeBatch
 from lattices.slf import format_slf
 from lattices.symbols import write_symbols
 from models.files import atomic_open
 
-WRITE_FORMATS = ("k2", "slf", "kaldi")
+WRITE_FORMATS = ("k2", "slf", "kaldi", "kaldi-text")
 
 
 def _safe_name(utt_id: str) -> str:
@@ -26,7 +27,7 @@ def _safe_name(utt_id: str) -> str:
 
 
 def write_lattices(batch: LatticeBatch, out: str, fmt: str) -> None:
-    """Write ``batch`` to ``out`` in format ``fmt`` (``"k2"``, ``"slf"`` or ``"kaldi"``).
+    """Write ``batch`` to ``out`` in format ``fmt`` (one of :data:`WRITE_FORMATS`).
 
     Every file is written atomically (a reader never sees a partial file). ``batch`` is not
     modified.
@@ -47,11 +48,6 @@ def write_lattices(batch: LatticeBatch, out: str, fmt: str) -> None:
             with atomic_open(os.path.join(out, _safe_name(utt) + suffix), "w") as f:
                 f.write(text)
         return
-    with atomic_open(out, "w") as f:
-        f.write(kaldi_archive_text(batch))
+    with atomic_open(out, "wb") as f:
+        f.write(kaldi_archive_bytes(batch, binary=fmt == "kaldi"))
     write_symbols(batch.symbols, os.path.join(os.path.dirname(os.path.abspath(out)), "words.txt"))
-
-
-def kaldi_archive_text(batch: LatticeBatch) -> str:
-    """Every lattice of ``batch`` as CompactLattice text blocks (one archive's worth)."""
-    return "".join(format_kaldi_text(batch.fsas[i], utt) for i, utt in enumerate(batch.utt_ids))

@@ -52,6 +52,17 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def un_gzip(data: bytes, name: str) -> bytes:
+    """``data`` un-gzipped when it starts with the gzip magic bytes, else unchanged
+    (``ValueError`` naming ``name`` for a corrupt gzip stream)."""
+    if data[:2] != GZIP_MAGIC:
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{name}: corrupt gzip data: {e}") from e
+
+
 def read_text(path: str) -> str:
     """The whole (possibly gzipped) UTF-8 text file; ``ValueError`` naming ``path`` if it is not text."""
     data = read_bytes(path)

@@ -5,7 +5,9 @@ from typing import Optional
 
 import click
 
+from lattices.cli.common import LATTICE_PATH, frame_options, plain_warnings
 from lattices.reader import FORMATS
+from lattices.writer import WRITE_FORMATS
 
 from .pipeline import METHODS, RescoreOptions
 from .run import RunOptions, parse_shard, run_rescoring
@@ -23,13 +25,14 @@ def _floats(ctx, param, value: Optional[str]):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("lattices", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH)
 @click.option("--lm", required=True, type=INPUT, help="The new LM: an afp-train-lm checkpoint (model.pt) or an ARPA n-gram (.arpa[.gz]).")
 @click.option("--old-lm", type=INPUT, default=None,
               help="ARPA n-gram (or checkpoint) whose scores replace the lattices' LM scores before interpolation.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format (auto: from the content).")
-@click.option("--words", type=INPUT, help="words.txt of the lattices (Kaldi lattices need it unless one lies beside them).")
+@click.option("--words", type=INPUT, help="words.txt of Kaldi lattices [default: one next to the archive, else the ids are the words].")
+@frame_options
 @click.option("--am-scale", type=float, default=None, help="Acoustic scale [default: lattice header, else 1].")
 @click.option("--lm-scale", type=float, default=None, help="LM scale [default: lattice header, else 1].")
 @click.option("--word-penalty", type=float, default=None, help="Per-word score added [default: lattice header, else 0].")
@@ -52,22 +55,25 @@ def _floats(ctx, param, value: Optional[str]):
               help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm.")
 @click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or utterances I::N if fewer files.")
 @click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
-@click.option("--lattice-format", type=click.Choice(["k2", "slf", "kaldi"]), default=None, help="Format of --write-lattices [default: the input's].")
+@click.option("--lattice-format", type=click.Choice(WRITE_FORMATS), default=None,
+              help="Format of --write-lattices (kaldi: binary archive, kaldi-text: ark,t) [default: the input's].")
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def rescore_command(lattices, lm, old_lm, out, fmt, words, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
+def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
                     method, iterations, device, max_arcs, max_batch, batch_arcs, normalize, shard, write_lattices, lattice_format, force,
                     progress) -> None:
-    """Rescore LATTICES (files, directories or @lists of k2, HTK SLF or Kaldi lattices) with an AFP LM
-    (or an ARPA n-gram).
+    """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
+    lattices) with an AFP LM (or an ARPA n-gram).
 
     Writes OUT/text (1-best), OUT/nbest.jsonl, OUT/hyps.supervisions.jsonl.gz, OUT/failures.txt,
     OUT/metrics.json (last: a finished job is skipped on rerun) and, with --ref, OUT/wer.txt.
     Exits 1 if any file or utterance failed (the others are still rescored).
     """
+    plain_warnings()
     try:
         opts = RunOptions(
-            lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words, am_scale=am_scale, lm_scale=lm_scale,
+            lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words,
+            frame_seconds=frame_shift * frame_subsampling_factor, am_scale=am_scale, lm_scale=lm_scale,
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
             lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize,
             rescore=RescoreOptions(method=method, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,

@@ -16,7 +16,8 @@ from lattices.lattice_batch import LatticeBatch, resolve_scales
 from lattices.nbest import hypothesis_records
 from lattices.reader import expand_paths, iter_lattice_batches
 from lattices.symbols import write_symbols
-from lattices.writer import kaldi_archive_text, write_lattices
+from lattices.kaldi_archive import kaldi_archive_bytes
+from lattices.writer import write_lattices
 from models.files import atomic_open, read_references
 from models.distributed import resolve_device
 
@@ -39,6 +40,7 @@ class RunOptions:
     old_lm: Optional[str] = None
     fmt: str = "auto"
     words: Optional[str] = None
+    frame_seconds: float = 0.01
     am_scale: Optional[float] = None
     lm_scale: Optional[float] = None
     word_penalty: Optional[float] = None
@@ -74,7 +76,7 @@ def _batches(opts: RunOptions) -> Tuple[Iterator[Tuple[LatticeBatch, List[Failur
     failures = [(f.source, f.message) for f in fails] if report_files else []
     keep = None if by_file or n == 1 else (lambda k: k % n == i)
     stream = iter_lattice_batches(files[i::n] if by_file else files, opts.fmt, opts.words, batch_arcs=opts.batch_arcs,
-                                  keep=keep, file_failures=report_files)
+                                  keep=keep, file_failures=report_files, frame_seconds=opts.frame_seconds)
     return stream, failures
 
 
@@ -116,7 +118,8 @@ class _JobOutputs:
         self.sups = stack.enter_context(atomic_open(path("hyps.supervisions.jsonl.gz")))
         self.lattice_fmt = lattice_fmt
         self.lattice_dir = path("lattices")
-        self.kaldi = stack.enter_context(atomic_open(path("lattices.ark"))) if lattice_fmt == "kaldi" else None
+        kaldi = lattice_fmt in ("kaldi", "kaldi-text")
+        self.kaldi = stack.enter_context(atomic_open(path("lattices.ark"), "wb")) if kaldi else None
         self.symbols: Optional[k2.SymbolTable] = None
         self.batches = 0
 
@@ -129,7 +132,7 @@ class _JobOutputs:
         if self.lattice_fmt and out.lattices is not None and len(out.lattices):
             self.symbols = batch.symbols
             if self.kaldi is not None:
-                self.kaldi.write(kaldi_archive_text(out.lattices))
+                self.kaldi.write(kaldi_archive_bytes(out.lattices, binary=self.lattice_fmt == "kaldi"))
             elif self.lattice_fmt == "k2":
                 write_lattices(out.lattices, os.path.join(self.lattice_dir, f"{self.batches:05d}.pt"), "k2")
             else:

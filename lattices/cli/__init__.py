@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import click
 
+from lattices.cli.common import plain_warnings
 from lattices.cli.convert import convert
 from lattices.cli.draw import draw
 from lattices.cli.info import info
@@ -26,4 +27,5 @@ for _command in (info, convert, nbest, oracle, draw):
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point (``afp-lattice = lattices.cli:main``); exits with the command's status."""
+    plain_warnings()
     return cli.main(args=argv, prog_name="afp-lattice")

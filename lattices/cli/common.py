@@ -1,6 +1,8 @@
 """Shared pieces of the ``afp-lattice`` commands: input options, loading, failures, scales."""
 import functools
+import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -21,27 +23,79 @@ class Problem:
     message: str
 
 
-def lattice_inputs(func: Callable) -> Callable:
-    """Decorator adding ``LATTICES...`` (files, directories or list files), ``--format`` and ``--words``.
+def plain_warnings() -> None:
+    """Print library warnings (e.g. a Kaldi archive read without words.txt) as ``warning: ...``."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
 
-    The wrapped command receives ``lattices`` (tuple of paths), ``fmt`` and ``words``.
-    """
-    func = click.argument("lattices", nargs=-1, required=True, type=click.Path(exists=True))(func)
-    func = click.option(
+
+class LatticePath(click.ParamType):
+    """A lattice input: an existing file or directory, an ``@list`` file, or a Kaldi rspecifier
+    (``ark:FILE``, ``ark,t:FILE``, ``scp:FILE``, ``'ark:CMD |'``) whose file exists."""
+
+    name = "lattices"
+
+    def convert(self, value, param, ctx):
+        from lattices.kaldi_archive import is_rspecifier, rspecifier_missing
+
+        if is_rspecifier(value):
+            missing = rspecifier_missing(value)
+            if missing is not None:
+                self.fail(f"{value!r}: file {missing!r} does not exist", param, ctx)
+            return value
+        if not os.path.exists(value[1:] if value.startswith("@") else value):
+            self.fail(f"path {value!r} does not exist", param, ctx)
+        return value
+
+
+LATTICE_PATH = LatticePath()
+
+
+@dataclass
+class LatticeInputs:
+    """What ``LATTICES...``, ``--format``, ``--words``, ``--frame-shift`` and
+    ``--frame-subsampling-factor`` ask to read."""
+
+    paths: Tuple[str, ...]
+    fmt: str
+    words: Optional[str]
+    frame_seconds: float
+
+
+def frame_options(func: Callable) -> Callable:
+    """Decorator adding ``--frame-shift`` and ``--frame-subsampling-factor`` (Kaldi word times)."""
+    func = click.option("--frame-subsampling-factor", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Frames per Kaldi transition id (3 for chain models).")(func)
+    return click.option("--frame-shift", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+                        help="Seconds per frame, for word times from Kaldi transition ids.")(func)
+
+
+def lattice_inputs(func: Callable) -> Callable:
+    """Decorator adding ``LATTICES...`` (files, directories, list files or Kaldi rspecifiers),
+    ``--format``, ``--words`` and the frame options; the command receives them as one
+    ``inputs`` (:class:`LatticeInputs`)."""
+
+    @functools.wraps(func)
+    def inner(*args, lattices, fmt, words, frame_shift, frame_subsampling_factor, **kwargs):
+        inputs = LatticeInputs(tuple(lattices), fmt, words, frame_shift * frame_subsampling_factor)
+        return func(*args, inputs=inputs, **kwargs)
+
+    inner = click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH)(inner)
+    inner = click.option(
         "--words",
         type=click.Path(exists=True, dir_okay=False),
         default=None,
-        help="Word symbol table (words.txt); needed for Kaldi lattices with integer word ids.",
-    )(func)
-    func = click.option(
+        help="Word symbol table (words.txt) of Kaldi lattices [default: one next to the archive, else the ids are the words].",
+    )(inner)
+    inner = frame_options(inner)
+    inner = click.option(
         "--format",
         "fmt",
         type=click.Choice(FORMATS),
         default="auto",
         show_default=True,
-        help="Lattice format of the inputs (auto: detect from content/suffix).",
-    )(func)
-    return func
+        help="Lattice format of the inputs (auto: detect from the content).",
+    )(inner)
+    return inner
 
 
 def scale_options(func: Callable) -> Callable:
@@ -61,13 +115,11 @@ def scale_options(func: Callable) -> Callable:
     return func
 
 
-def load(paths: Sequence[str], fmt: str, words: Optional[str], raw: bool = False) -> Tuple[LatticeBatch, List[Problem]]:
+def load(inputs: LatticeInputs, raw: bool = False) -> Tuple[LatticeBatch, List[Problem]]:
     """Read and validate lattices; returns the good utterances and every problem by name.
 
     Args:
-        paths: lattice files.
-        fmt: one of ``FORMATS``.
-        words: optional words.txt.
+        inputs: what to read.
         raw: keep word symbols exactly (no normalisation), e.g. for format conversion.
     """
     try:
@@ -76,7 +128,8 @@ def load(paths: Sequence[str], fmt: str, words: Optional[str], raw: bool = False
     except ImportError as e:  # pragma: no cover - only while the reader is missing
         raise click.ClickException(f"lattice reader not available: {e}")
     rules = NormalizationRules.raw_words() if raw else NormalizationRules()
-    batch, failures = read_lattices(list(paths), fmt=fmt, words=words, rules=rules)
+    batch, failures = read_lattices(list(inputs.paths), fmt=inputs.fmt, words=inputs.words, rules=rules,
+                                    frame_seconds=inputs.frame_seconds)
     problems = [Problem(f.source, f.message) for f in failures]
     sources = {u: source_of(batch, i) for i, u in reversed(list(enumerate(batch.utt_ids)))}
     batch, bad = validate_batch(batch)

@@ -1,9 +1,9 @@
 """``afp-lattice draw``: render one utterance's lattice with graphviz."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import click
 
-from lattices.cli.common import finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
+from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
 from lattices.draw import FORMATS, draw_lattice, find_utterance
 
 
@@ -17,7 +17,7 @@ from lattices.draw import FORMATS, draw_lattice, find_utterance
 @click.option("--max-arcs", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Refuse to draw bigger lattices (use --beam to prune them).")
 @wrap_errors
-def draw(utt: str, lattices: Tuple[str, ...], fmt: str, words: Optional[str], out: str, am_scale: Optional[float],
+def draw(utt: str, inputs: LatticeInputs, out: str, am_scale: Optional[float],
          lm_scale: Optional[float], word_penalty: Optional[float],
          beam: Optional[float], max_arcs: int) -> None:
     """Draw lattice UTT found in LATTICES (best path in red, epsilons dashed)."""
@@ -25,12 +25,12 @@ def draw(utt: str, lattices: Tuple[str, ...], fmt: str, words: Optional[str], ou
     from lattices.posteriors import prune
     from lattices.validate import select_lattices
 
-    batch, problems = load(lattices, fmt, words)
+    batch, problems = load(inputs)
     i = find_utterance(batch.utt_ids, utt)
     if i is None:
         bad = [p for p in problems if p.source.endswith(":" + utt) or p.source == utt]
         finish(bad or problems)
-        raise click.ClickException(f"utterance {utt!r} not found in {', '.join(lattices)}")
+        raise click.ClickException(f"utterance {utt!r} not found in {', '.join(inputs.paths)}")
     fsas = select_lattices(batch.fsas, [i])
     am_s, lm_s, wp = resolve_scales(batch, am_scale, lm_scale, word_penalty)[i]
     if beam is not None:

@@ -1,10 +1,10 @@
 """``afp-lattice info``: per-utterance size and content of lattices."""
 import json
-from typing import Optional, Tuple
+from typing import Optional
 
 import click
 
-from lattices.cli.common import finish, lattice_inputs, load, wrap_errors
+from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, wrap_errors
 from lattices.validate import lattice_stats
 from models.files import atomic_open
 
@@ -16,11 +16,11 @@ COLUMNS = ("utt", "states", "arcs", "word_arcs", "words", "min_words", "max_word
 @click.option("--json", "as_json", is_flag=True, help="Write JSON lines instead of a table.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file (default: stdout).")
 @wrap_errors
-def info(lattices: Tuple[str, ...], fmt: str, words: Optional[str], as_json: bool, out: Optional[str]) -> None:
+def info(inputs: LatticeInputs, as_json: bool, out: Optional[str]) -> None:
     """Per utterance: states, arcs, word arcs, distinct words, fewest/most words on a path,
     depth (longest path in arcs), Kaldi-style density, and whether am/lm scores and times are present.
     """
-    batch, problems = load(lattices, fmt, words)
+    batch, problems = load(inputs)
     rows = lattice_stats(batch)
     if as_json:
         text = "".join(json.dumps(r) + "\n" for r in rows)

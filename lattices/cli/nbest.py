@@ -1,11 +1,11 @@
 """``afp-lattice nbest``: exact n-best lists of distinct word sequences."""
 import json
 import sys
-from typing import Optional, Tuple
+from typing import Optional
 
 import click
 
-from lattices.cli.common import finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
+from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
 from lattices.nbest import hypothesis_records
 from lattices.nbest import nbest as nbest_lists
 from models.files import atomic_open
@@ -21,14 +21,14 @@ from models.files import atomic_open
               help="Also write the best hypothesis per utterance as Kaldi text (utt-id words).")
 @wrap_errors
 def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
-          word_penalty: Optional[float], lattices: Tuple[str, ...], fmt: str, words: Optional[str],
+          word_penalty: Optional[float], inputs: LatticeInputs,
           out: Optional[str], text: Optional[str]) -> None:
     """The N best distinct word sequences per utterance (Viterbi: a sequence scores as its best path).
 
     total = am_scale*am + lm_scale*lm + word_penalty*words; am and lm are the unscaled
     scores of that best path. Ranks start at 1.
     """
-    batch, problems = load(lattices, fmt, words)
+    batch, problems = load(inputs)
     scales = resolve_scales(batch, am_scale, lm_scale, word_penalty)
     lists = nbest_lists(batch.fsas, n, scales=scales)
     records = hypothesis_records(batch.utt_ids, lists, batch.symbols)

@@ -1,10 +1,10 @@
 """``afp-lattice oracle``: oracle (lattice) WER against references."""
 import json
-from typing import Optional, Tuple
+from typing import Optional
 
 import click
 
-from lattices.cli.common import Problem, finish, lattice_inputs, load, source_of, wrap_errors
+from lattices.cli.common import LatticeInputs, Problem, finish, lattice_inputs, load, source_of, wrap_errors
 from lattices.oracle import oracle_wer
 from models.files import atomic_open, read_references
 
@@ -17,14 +17,14 @@ from models.files import atomic_open, read_references
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help='Per-utterance JSON lines {"utt","errors","ref_words","oracle"}.')
 @wrap_errors
-def oracle(ref_path: str, lattices: Tuple[str, ...], fmt: str, words: Optional[str], keep_case: bool, out: Optional[str]) -> None:
+def oracle(ref_path: str, inputs: LatticeInputs, keep_case: bool, out: Optional[str]) -> None:
     """Oracle WER: per lattice, the path with the fewest edits to the reference (scores ignored).
 
     References get the same word normalisation as lattices (fillers and sentence markers dropped).
     """
     from lattices.normalize import NormalizationRules, normalize_words
 
-    batch, problems = load(lattices, fmt, words)
+    batch, problems = load(inputs)
     refs = read_references(ref_path)
     rules = NormalizationRules()
     keep, ref_words = [], []

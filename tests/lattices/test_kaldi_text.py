@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from lattices.fsa_build import build_batch
+from lattices.kaldi_archive import word_lookup
 from lattices.kaldi_text import format_kaldi_text, looks_like_kaldi_text, parse_kaldi_text
 from lattices.symbols import load_symbols
 from models.files import read_text
@@ -14,7 +15,7 @@ SYMS = load_symbols(str(THEANO / "words.txt"))
 def test_theanolm_archive():
     text = read_text(str(THEANO / "lattice.lat"))
     assert looks_like_kaldi_text(text)
-    lats, fails = parse_kaldi_text(text, "lattice.lat", SYMS)
+    lats, fails = parse_kaldi_text(text, "lattice.lat", word_lookup(SYMS))
     assert not fails and len(lats) == 1
     lat = lats[0]
     assert lat.utt_id == "utterance 123" and lat.start == 0
@@ -34,24 +35,24 @@ def test_several_lattices_bad_one_is_a_failure():
             "u2\n0 1 99 1,1,\n1 0,0,\n\n"
             "u3\n0 1 13 1,1,\n1\n\n"
             "u4\n0 1 2 1,x,\n1\n")
-    lats, fails = parse_kaldi_text(text, "a.ark", SYMS)
+    lats, fails = parse_kaldi_text(text, "a.ark", word_lookup(SYMS))
     assert [l.utt_id for l in lats] == ["u1", "u3"]
     assert [f.source for f in fails] == ["a.ark:u2", "a.ark:u4"]
     assert "99" in fails[0].message and "a.ark:u2" in fails[0].message
     assert lats[1].finals == {1: (0.0, 0.0)}
     assert lats[0].am.tolist() == [-2.5] and lats[0].lm.tolist() == [-1.5]
-    _, fails = parse_kaldi_text("", "empty.ark", SYMS)
+    _, fails = parse_kaldi_text("", "empty.ark", word_lookup(SYMS))
     assert len(fails) == 1 and "empty" in fails[0].message
-    _, fails = parse_kaldi_text("u5\n0 1 2 1,1,\n", "nofinal.ark", SYMS)
+    _, fails = parse_kaldi_text("u5\n0 1 2 1,1,\n", "nofinal.ark", word_lookup(SYMS))
     assert "no final state" in fails[0].message
 
 
 def test_format_round_trip_exact():
-    lats, _ = parse_kaldi_text(read_text(str(THEANO / "lattice.lat")), "lattice.lat", SYMS)
+    lats, _ = parse_kaldi_text(read_text(str(THEANO / "lattice.lat")), "lattice.lat", word_lookup(SYMS))
     batch, _ = build_batch(lats, SYMS)
     text = format_kaldi_text(batch.fsas[0], batch.utt_ids[0])
     assert text.startswith("utterance 123\n0 1 0 0,1432.27,\n") and text.endswith("22 13.83,4651,\n\n")
-    lats2, fails = parse_kaldi_text(text, "x.ark", SYMS)
+    lats2, fails = parse_kaldi_text(text, "x.ark", word_lookup(SYMS))
     batch2, _ = build_batch(lats2, SYMS)
     assert not fails
     assert torch.equal(batch2.fsas.arcs.values(), batch.fsas.arcs.values())

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lattices import kaldi_text
+from lattices.kaldi_archive import word_lookup
 from lattices.kaldi_text import parse_kaldi_text
 from lattices.symbols import load_symbols
 from models.files import read_text
@@ -31,7 +32,7 @@ def render(rng: random.Random, utts: int) -> str:
 
 
 def by_line_parser(text):
-    return kaldi_text._parse_archive_lines(text, "x.ark", ID2WORD)
+    return kaldi_text._parse_archive_lines(text, "x.ark", ID2WORD, 0.01)
 
 
 def same(a, b):
@@ -49,14 +50,14 @@ def same(a, b):
 @given(seed=st.integers(0, 2**32 - 1), utts=st.integers(1, 5))
 def test_fast_reader_equals_line_parser(seed, utts):
     text = render(random.Random(seed), utts)
-    assert kaldi_text._parse_archive_fast(text, "x.ark", ID2WORD) is not None
-    same(parse_kaldi_text(text, "x.ark", SYMS), by_line_parser(text))
+    assert kaldi_text._parse_archive_fast(text, "x.ark", ID2WORD, 0.01) is not None
+    same(parse_kaldi_text(text, "x.ark", word_lookup(SYMS)), by_line_parser(text))
 
 
 def test_real_archive_takes_the_fast_path():
     text = read_text(str(THEANO / "lattice.lat"))
-    assert kaldi_text._parse_archive_fast(text, "x.ark", ID2WORD) is not None
-    same(parse_kaldi_text(text, "x.ark", SYMS), by_line_parser(text))
+    assert kaldi_text._parse_archive_fast(text, "x.ark", ID2WORD, 0.01) is not None
+    same(parse_kaldi_text(text, "x.ark", word_lookup(SYMS)), by_line_parser(text))
 
 
 @settings(max_examples=300, deadline=None)
@@ -74,4 +75,4 @@ def test_mutated_archives_read_the_same_as_the_line_parser(seed, data):
         else:
             chars[pos] = ch
     text = "".join(chars)
-    same(parse_kaldi_text(text, "x.ark", SYMS), by_line_parser(text))
+    same(parse_kaldi_text(text, "x.ark", word_lookup(SYMS)), by_line_parser(text))
