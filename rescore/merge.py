@@ -10,6 +10,7 @@ from .run import DONE
 from .wer import write_errs_file
 
 CONCATENATED = ("text", "nbest.jsonl", "failures.txt", "hyps.supervisions.jsonl.gz")
+OPTIONAL = ("ctm",)  # concatenated from the shards that have it (lattices with word times)
 SUMMED = ("utterances_done", "utterances_failed", "arcs_before_expansion", "arcs_after_expansion",
           "distinct_histories", "seconds", "wall_seconds", "expand_seconds", "lm_seconds", "search_seconds")
 
@@ -19,8 +20,8 @@ def _lines(path: str) -> List[str]:
 
 
 def merge_runs(dirs: Sequence[str], out: str, ref: Optional[str] = None) -> Dict[str, Any]:
-    """Concatenate ``text``, ``nbest.jsonl``, ``failures.txt`` and the supervisions of finished
-    shard directories (in the given order), sum their counts and seconds into ``out/metrics.json``
+    """Concatenate ``text``, ``nbest.jsonl``, ``failures.txt``, the supervisions and (where there is
+    one) ``ctm`` of finished shard directories (in the given order), sum their counts and seconds into ``out/metrics.json``
     and, with ``ref``, score the merged ``text`` into ``out/wer.txt``.
 
     Raises:
@@ -30,9 +31,12 @@ def merge_runs(dirs: Sequence[str], out: str, ref: Optional[str] = None) -> Dict
     if unfinished:
         raise ValueError(f"shards not finished (no {DONE}): {', '.join(unfinished)}")
     shard_metrics = [json.load(open(os.path.join(d, DONE))) for d in dirs]
-    for name in CONCATENATED:
+    for name in CONCATENATED + OPTIONAL:
+        present = [d for d in dirs if os.path.isfile(os.path.join(d, name))]
+        if name in OPTIONAL and not present:
+            continue
         with atomic_open(os.path.join(out, name)) as f:
-            for d in dirs:
+            for d in (dirs if name in CONCATENATED else present):
                 f.writelines(_lines(os.path.join(d, name)))
     metrics: Dict[str, Any] = {k: sum(m.get(k) or 0 for m in shard_metrics) for k in SUMMED}
     metrics.update(shards=len(dirs), method=shard_metrics[0]["method"], device=shard_metrics[0]["device"],

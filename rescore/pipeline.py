@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import k2
 import torch
 
+from lattices.ctm import CtmWord, ctm_words
 from lattices.lattice_batch import LatticeBatch, with_utterance_scales
 from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
@@ -83,11 +84,16 @@ class RescoreOutput:
         failures: ``(utt_id, message)`` for every utterance that could not be rescored.
         pruned: ``{utt_id: {"beam", "arcs_before", "arcs_after_pruning", "expanded_arcs"}}``.
         stats: counts and seconds (arcs before/after expansion, distinct histories, ...).
+        ctm: ``[utt][word]`` times and confidences of the 1-best, when the lattices have times
+            (:mod:`lattices.ctm`; confidences are posteriors in the lattice the 1-best was chosen
+            from, at its scales: the rescored lattice for ``afp``, the first-pass lattice for
+            ``nbest-exact``).
     """
 
     utt_ids: List[str]
     hyps: List[List[Hypothesis]]
     sweep: Dict[float, List[List[int]]] = field(default_factory=dict)
+    ctm: Optional[List[List[CtmWord]]] = None
     lattices: Optional[LatticeBatch] = None
     failures: List[Tuple[str, str]] = field(default_factory=list)
     pruned: Dict[str, Dict[str, float]] = field(default_factory=dict)
@@ -149,7 +155,7 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     sweep = {s: [h[0].words for h in nbest(fsas, 1, scales=[(a, s, p) for a, _, p in kept_scales])] for s in opts.lm_scales}
     t3 = time.perf_counter()
     utt_ids = [batch.utt_ids[i] for i in kept]
-    out = RescoreOutput(utt_ids, hyps, sweep)
+    out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch))
     if opts.keep_lattices:
         out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept])
     out.failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
@@ -183,11 +189,21 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
         swept = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
                                     scales=[(a, s, p) for a, _, p in kept_scales])
         sweep[s] = [h[0].words for h in swept]
-    out = RescoreOutput([batch.utt_ids[i] for i in kept], hyps, sweep, failures=out_failures, pruned=out_pruned)
+    utt_ids = [batch.utt_ids[i] for i in kept]
+    out = RescoreOutput(utt_ids, hyps, sweep, failures=out_failures, pruned=out_pruned,
+                        ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch))
     out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
                  "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps),
                  "expand_seconds": t1 - t0, "lm_seconds": t2 - t1}
     return out
+
+
+def _ctm(fsas: k2.Fsa, utt_ids: List[str], hyps: List[List[Hypothesis]], scales: List[Scales],
+         batch: LatticeBatch) -> Optional[List[List[CtmWord]]]:
+    """CTM words of the 1-best hypotheses in ``fsas`` (None when the lattices have no times)."""
+    if not (hasattr(fsas, "start_times") and hasattr(fsas, "end_times")) or not utt_ids:
+        return None
+    return ctm_words(with_utterance_scales(fsas, scales), utt_ids, [h[0].words for h in hyps], batch.symbols)
 
 
 def _drop_non_finite(batch: LatticeBatch) -> Tuple[LatticeBatch, List[Tuple[str, str]]]:

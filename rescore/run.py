@@ -5,7 +5,7 @@ import resource
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 import k2
 import numpy as np
@@ -16,6 +16,7 @@ from lattices.lattice_batch import LatticeBatch, resolve_scales
 from lattices.nbest import hypothesis_records
 from lattices.reader import expand_paths, iter_lattice_batches
 from lattices.symbols import write_symbols
+from lattices.ctm import format_ctm
 from lattices.kaldi_archive import kaldi_archive_bytes
 from lattices.writer import write_lattices
 from models.files import atomic_open, read_references
@@ -122,6 +123,8 @@ class _JobOutputs:
         self.kaldi = stack.enter_context(atomic_open(path("lattices.ark"), "wb")) if kaldi else None
         self.symbols: Optional[k2.SymbolTable] = None
         self.batches = 0
+        self.stack = stack
+        self.ctm: Optional[IO[str]] = None  # opened with the first batch that has word times
 
     def add(self, out: RescoreOutput, batch: LatticeBatch) -> List[List[str]]:
         """Write one batch's results; returns its 1-best words ``[utt]``."""
@@ -129,6 +132,10 @@ class _JobOutputs:
         write_text(self.text, out.utt_ids, best)
         write_jsonl(self.nbest, hypothesis_records(out.utt_ids, out.hyps, batch.symbols))
         write_supervisions(self.sups, out.utt_ids, best, _durations(out, batch))
+        if out.ctm is not None:
+            if self.ctm is None:
+                self.ctm = self.stack.enter_context(atomic_open(os.path.join(self.out, "ctm")))
+            self.ctm.write(format_ctm(out.ctm))
         if self.lattice_fmt and out.lattices is not None and len(out.lattices):
             self.symbols = batch.symbols
             if self.kaldi is not None:

@@ -6,6 +6,8 @@ from typing import Optional
 import click
 
 from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
+from lattices.ctm import ctm_words, format_ctm
+from lattices.lattice_batch import with_utterance_scales
 from lattices.nbest import hypothesis_records
 from lattices.nbest import nbest as nbest_lists
 from models.files import atomic_open
@@ -19,10 +21,12 @@ from models.files import atomic_open
               help='JSON lines {"utt","rank","words","total","am","lm"} (default: stdout).')
 @click.option("--text", type=click.Path(dir_okay=False), default=None,
               help="Also write the best hypothesis per utterance as Kaldi text (utt-id words).")
+@click.option("--ctm", type=click.Path(dir_okay=False), default=None,
+              help="Also write the best hypothesis as CTM (utt 1 start duration word confidence); needs word times.")
 @wrap_errors
 def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
           word_penalty: Optional[float], inputs: LatticeInputs,
-          out: Optional[str], text: Optional[str]) -> None:
+          out: Optional[str], text: Optional[str], ctm: Optional[str]) -> None:
     """The N best distinct word sequences per utterance (Viterbi: a sequence scores as its best path).
 
     total = am_scale*am + lm_scale*lm + word_penalty*words; am and lm are the unscaled
@@ -42,4 +46,10 @@ def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
     if text:
         with atomic_open(text, "w") as f:
             f.write("".join(line + "\n" for line in text_lines))
+    if ctm:
+        if not hasattr(batch.fsas, "end_times"):
+            raise click.ClickException("--ctm: these lattices have no word times (SLF t=, Kaldi transition ids, k2 times)")
+        words = ctm_words(with_utterance_scales(batch.fsas, scales), batch.utt_ids, [h[0].words for h in lists], batch.symbols)
+        with atomic_open(ctm, "w") as f:
+            f.write(format_ctm(words))
     finish(problems)

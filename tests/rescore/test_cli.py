@@ -281,3 +281,30 @@ def test_read_failures_inside_a_sharded_file_are_reported_once(tmp_path):
     # utterances alternate between the shards; the bad one is reported by its own shard only
     assert [utts for utts, _ in shards] == [["utt1", "utt3"], []]
     assert [src for _, fails in shards for src, _ in fails] == [f"{ark}:utt2"]
+
+
+def test_real_kaldi_binary_archive_rescored_with_ctm_and_binary_lattices(setup, tmp_path):
+    """A real binary Kaldi archive (no words.txt: ids are words) through an rspecifier: the CTM's
+    words equal the text, and --write-lattices writes a binary archive that reads back."""
+    import warnings
+
+    from lattices.reader import NoWordTableWarning
+
+    _, _, lms = setup
+    lat1 = os.path.join(os.path.dirname(__file__), "..", "data", "lattices", "kaldi-binary", "lat.1")
+    out = str(tmp_path / "out")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        r = run("--lm", lms["afp2"], "--out", out, "--am-scale", 0.1, "--device", "cpu", "--write-lattices",
+                "--frame-subsampling-factor", 3, "ark:" + lat1)
+        assert r.exit_code == 0, r.stderr
+        text = read_text(os.path.join(out, "text"))
+        ctm = {}
+        for line in open(os.path.join(out, "ctm")):
+            utt, channel, start, dur, word, conf = line.split()
+            assert channel == "1" and 0.0 <= float(conf) <= 1.0 and float(dur) >= 0
+            ctm.setdefault(utt, []).append(word)
+        assert len(text) == 10 and ctm == {u: w for u, w in text.items() if w}
+        assert open(os.path.join(out, "lattices.ark"), "rb").read(64).split(b" ", 1)[1][:4] == b"\xd6\xfd\xb2\x7e"
+        back, fails = read_lattices([os.path.join(out, "lattices.ark")])
+        assert len(back) == 10 and not fails
