@@ -22,7 +22,7 @@ per-node Python loop):
 Lattices that fail (empty, cyclic, OOV word, ...) become :class:`Failure` entries; the rest of
 the batch is still built.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import _k2  # k2's extension module: builds an FsaVec from a ragged shape and an arc tensor
@@ -128,6 +128,38 @@ def _type_ids(lat: ArcList, rules: NormalizationRules, symbols: k2.SymbolTable, 
     return ids
 
 
+def used_node_ids(num_nodes: int, ids: Sequence[np.ndarray]) -> Optional[np.ndarray]:
+    """The sorted distinct node ids in ``ids`` when a file declares (or numbers) far more nodes
+    than it mentions, so that they can be renumbered ``0..len-1`` (in the same order); None when
+    the numbering is already compact enough. Keeps memory bounded by the content, whatever
+    ``num_nodes`` a corrupt or hostile header claims."""
+    mentioned = sum(len(x) for x in ids)
+    if num_nodes <= 2 * mentioned + 16:
+        return None
+    return np.unique(np.concatenate([np.asarray(x, dtype=np.int64).reshape(-1) for x in ids]))
+
+
+def _compact(lat: ArcList) -> ArcList:
+    """``lat`` with its nodes renumbered compactly when it numbers far more than it uses."""
+    finals = np.fromiter(lat.finals, np.int64, len(lat.finals))
+    used = used_node_ids(lat.num_nodes, [lat.src, lat.dst, finals, np.array([lat.start])])
+    if used is None:
+        return lat
+    at = lambda x: np.searchsorted(used, x)  # noqa: E731
+    return replace(lat, num_nodes=len(used), start=int(at(lat.start)), src=at(lat.src), dst=at(lat.dst),
+                   finals={int(at(k)): v for k, v in lat.finals.items()})
+
+
+def _check_scores(lat: ArcList) -> None:
+    """Every score finite (a NaN or infinite score would silently corrupt every total)."""
+    finals = np.array(list(lat.finals.values()), dtype=np.float64).reshape(-1)
+    for name, x in (("acoustic", lat.am), ("LM", lat.lm), ("final", finals)):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise ValueError(f"{lat.where}: {int(bad.sum())} non-finite {name} score(s) (NaN or infinite), "
+                             f"e.g. {x[bad][0]}")
+
+
 def _check_ranges(lat: ArcList) -> None:
     n = lat.num_nodes
     if not (0 <= lat.start < n):
@@ -192,18 +224,22 @@ def build_batch(
         symbols = build_symbols(vocab)
     cache: Dict[Optional[str], int] = {}
     ok: List[ArcList] = []
+    origin: List[ArcList] = []  # the caller's object for each of ok (failures are keyed by it)
     labels: List[np.ndarray] = []
     problem: Dict[int, str] = {}
     for lat in lattices:
         try:
             _check_ranges(lat)
-            labels.append(_type_ids(lat, rules, symbols, given, cache)[lat.word_index])
+            _check_scores(lat)
+            compact = _compact(lat)
+            labels.append(_type_ids(compact, rules, symbols, given, cache)[compact.word_index])
         except ValueError as e:
             problem[id(lat)] = str(e)
             continue
-        ok.append(lat)
+        ok.append(compact)
+        origin.append(lat)
     built, why = _build_structure(ok, labels)
-    for lat, msg in zip(ok, why):
+    for lat, msg in zip(origin, why):
         if msg is not None:
             problem[id(lat)] = f"{lat.where}: {msg}"
     for lat in lattices:  # failures in batch order

@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import k2
 import numpy as np
 
-from lattices.fsa_build import ArcList, intern_words
+from lattices.fsa_build import ArcList, intern_words, used_node_ids
 from lattices.textio import format_floats, parse_numbers
 
 _FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
@@ -313,28 +313,39 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
             raise ValueError(f"{where}: invalid base={base}")
         am, lm = am * math.log(base), lm * math.log(base)
 
+    if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n_nodes):
+        raise ValueError(f"{where}: a link refers to a node outside 0..{n_nodes - 1}")
+    ends = {k: _int_header(where, header, k) for k in ("start", "end") if k in header}
+    for k, v in ends.items():
+        if not 0 <= v < n_nodes:
+            raise ValueError(f"{where}: {k}={v} outside 0..{n_nodes - 1}")
+    used = used_node_ids(n_nodes, [src, dst, np.fromiter(node_word, np.int64, len(node_word)),
+                                   np.fromiter(node_time, np.int64, len(node_time)), np.array(list(ends.values()), np.int64)])
+    if used is not None:  # N is far larger than the nodes the file mentions: number only those
+        src, dst = np.searchsorted(used, src), np.searchsorted(used, dst)
+        node_word = {int(np.searchsorted(used, k)): v for k, v in node_word.items()}
+        node_time = {int(np.searchsorted(used, k)): v for k, v in node_time.items()}
+        ends = {k: int(np.searchsorted(used, v)) for k, v in ends.items()}
+        n_nodes = len(used)
     has_in = np.zeros(n_nodes, dtype=bool)
     has_out = np.zeros(n_nodes, dtype=bool)
-    if len(src):
-        if min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n_nodes:
-            raise ValueError(f"{where}: a link refers to a node outside 0..{n_nodes - 1}")
-        has_in[dst] = True
-        has_out[src] = True
-    if "start" in header:
-        start = _int_header(where, header, "start")
+    has_in[dst] = True
+    has_out[src] = True
+    if "start" in ends:
+        start = ends["start"]
     else:
         cands = np.nonzero(~has_in & has_out)[0]
+        if len(cands) > 1:
+            raise ValueError(f"{where}: {len(cands)} nodes have no incoming link (I={', '.join(map(str, cands[:5].tolist()))}"
+                             f"{', ...' if len(cands) > 5 else ''}) and there is no start=: which one starts the lattice "
+                             "is ambiguous; add start=")
         start = int(cands[0]) if len(cands) == 1 else 0
-    if "end" in header:
-        finals = {_int_header(where, header, "end"): (0.0, 0.0)}
+    if "end" in ends:
+        finals = {ends["end"]: (0.0, 0.0)}
     else:
         finals = {int(i): (0.0, 0.0) for i in np.nonzero(has_in & ~has_out)[0]}
         if not finals:
             raise ValueError(f"{where}: no end node (no end= and every node has outgoing links)")
-    for k in ("start", "end"):
-        v = header.get(k)
-        if v is not None and not 0 <= int(v) < n_nodes:  # type: ignore[arg-type]
-            raise ValueError(f"{where}: {k}={v} outside 0..{n_nodes - 1}")
 
     have_times = bool(node_time) and len(node_time) == n_nodes
     t = None

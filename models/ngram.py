@@ -180,9 +180,10 @@ def _parse_counts(text: bytes, first_lineno: int, counts: List[int], path: str) 
         counts.append(int(fields[2]))
 
 
-def _read_arpa(path: str, unk: str) -> Tuple[List[int], List[str], np.ndarray, np.ndarray, List[_Section]]:
-    """Parse an ARPA file; vocabulary ids are ``<eps>``, ``<s>``, ``</s>``, ``unk``, then the other
-    1-grams in file order.
+def _read_arpa(path: str, unk: Optional[str]) -> Tuple[List[int], List[str], np.ndarray, np.ndarray, List[_Section]]:
+    """Parse an ARPA file; vocabulary ids are ``<eps>``, ``<s>``, ``</s>``, the unknown word, then
+    the other 1-grams in file order. ``unk`` None: the file's 1-gram spelled ``<unk>`` in any case
+    (``<UNK>``, ``<Unk>``), else ``<unk>``.
 
     Returns:
         ``(declared counts per order, words by id, 1-gram log10 probs [V] (NaN: not in the file),
@@ -218,7 +219,8 @@ def _read_arpa(path: str, unk: str) -> Tuple[List[int], List[str], np.ndarray, n
             file_words = [w.decode("utf-8") for w in section.unigrams]
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: 1-grams are not UTF-8: {e}") from None
-        specials = [EPS, BOS, EOS, unk]
+        unk_word = unk if unk is not None else next((w for w in file_words if w.lower() == UNK), UNK)
+        specials = [EPS, BOS, EOS, unk_word]
         words = specials + [w for w in file_words if w not in specials]
         word2id = {w.encode("utf-8"): i for i, w in enumerate(words)}
         rows = np.fromiter(map(word2id.__getitem__, section.unigrams), dtype=np.int64, count=len(section.unigrams))
@@ -291,13 +293,15 @@ class NgramLM:
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
-    def from_arpa(cls, path: str, unk: str = UNK, unk_log10_prob: float = -99.0) -> "NgramLM":
+    def from_arpa(cls, path: str, unk: Optional[str] = None, unk_log10_prob: float = -99.0) -> "NgramLM":
         """Read an ARPA file (plain or ``.gz``, any order >= 1).
 
         Args:
             path: the ARPA file.
-            unk: the unknown-word symbol.
-            unk_log10_prob: log10 probability given to ``unk`` when the file has no such 1-gram.
+            unk: the unknown-word symbol; None: the file's ``<unk>`` spelled in any case
+                (SRILM writes ``<unk>``, some toolkits ``<UNK>``), else ``<unk>``.
+            unk_log10_prob: log10 probability given to the unknown word when the file has no such
+                1-gram.
 
         Raises:
             ValueError: naming the file (and line) for a malformed file: no ``\\data\\``, a count
@@ -305,7 +309,7 @@ class NgramLM:
                 n-gram that is not a 1-gram, a duplicate n-gram, missing ``\\end\\``.
         """
         counts, words, uni_logp10, uni_bo10, sections = _read_arpa(path, unk)
-        vocab = Vocabulary(((w, i) for i, w in enumerate(words)), unk=unk)
+        vocab = Vocabulary(((w, i) for i, w in enumerate(words)), unk=words[3])  # the unknown word is id 3
         V = vocab.size
         if np.isnan(uni_logp10[vocab.unk_id]):
             uni_logp10[vocab.unk_id] = unk_log10_prob

@@ -4,6 +4,7 @@ A batch of lattices ``[utt][state][arc]`` as flat torch tensors on any device, t
 FsaVec once per batch (:meth:`Arcs.from_fsas`, the k2 edge) and carried through the stages, so a
 machine without k2 (a GPU box) can run expansion and scoring on arrays dumped elsewhere.
 """
+import functools
 from dataclasses import dataclass, fields
 from typing import Tuple
 
@@ -104,11 +105,14 @@ def out_arcs(arc_splits: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:
     return owner, first + torch.arange(owner.numel(), device=states.device)
 
 
-_MIX = torch.from_numpy(np.random.RandomState(20261122).randint(1, 2**62, size=64, dtype=np.int64) | 1)  # odd multipliers
+@functools.lru_cache(maxsize=None)
+def _multipliers(columns: int) -> Tensor:
+    """``[columns]`` odd int64 hash multipliers (fixed: the same for a given number of columns)."""
+    return torch.from_numpy(np.random.RandomState(20261122).randint(1, 2**62, size=columns, dtype=np.int64) | 1)
 
 
 def unique_rows(rows: Tensor) -> Tuple[Tensor, Tensor]:
-    """Exact ``torch.unique(rows, dim=0, return_inverse=True)`` for int64 rows ``[N, C]`` (C <= 64),
+    """Exact ``torch.unique(rows, dim=0, return_inverse=True)`` for int64 rows ``[N, C]`` (any C),
     much faster: rows are hashed to one int64 key (odd multipliers, wrapping), keys are uniqued,
     and every row is checked against its group's representative (on a hash collision it falls
     back to the row-wise unique).
@@ -119,8 +123,7 @@ def unique_rows(rows: Tensor) -> Tuple[Tensor, Tensor]:
     """
     if rows.shape[0] == 0:
         return rows, torch.zeros(0, dtype=torch.long, device=rows.device)
-    assert rows.shape[1] <= _MIX.numel()
-    keys = (rows * _MIX[: rows.shape[1]].to(rows.device)).sum(dim=1)
+    keys = (rows * _multipliers(rows.shape[1]).to(rows.device)).sum(dim=1)
     keys = keys ^ (keys >> 29)
     sorted_keys, order = torch.sort(keys, stable=True)  # one sort: groups, first rows, inverse
     new_group = torch.ones_like(sorted_keys, dtype=torch.bool)

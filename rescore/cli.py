@@ -53,6 +53,7 @@ def _floats(ctx, param, value: Optional[str]):
               help="Lattices are read and rescored in batches of about this many input arcs (bounds memory).")
 @click.option("--normalize/--no-normalize", default=True,
               help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm.")
+@click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case, e.g. <UNK>].")
 @click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or utterances I::N if fewer files.")
 @click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
 @click.option("--lattice-format", type=click.Choice(WRITE_FORMATS), default=None,
@@ -60,7 +61,7 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
-                    method, iterations, device, max_arcs, max_batch, batch_arcs, normalize, shard, write_lattices, lattice_format, force,
+                    method, iterations, device, max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
     """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
     lattices) with an AFP LM (or an ARPA n-gram).
@@ -75,7 +76,7 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
             lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words,
             frame_seconds=frame_shift * frame_subsampling_factor, am_scale=am_scale, lm_scale=lm_scale,
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
-            lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize,
+            lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize, unk=unk,
             rescore=RescoreOptions(method=method, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
                                    max_batch=max_batch, lm_scales=lm_scales, progress=progress))
         metrics = run_rescoring(opts)

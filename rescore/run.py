@@ -53,6 +53,7 @@ class RunOptions:
     force: bool = False
     batch_arcs: int = 20_000
     normalize: bool = True
+    unk: Optional[str] = None
     rescore: RescoreOptions = field(default_factory=RescoreOptions)
 
 
@@ -179,8 +180,8 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
             return {**json.load(f), "skipped": True}
     t0 = time.perf_counter()
     device = resolve_device(opts.device)
-    scorer = load_scorer(opts.lm, str(device), normalize=opts.normalize)
-    old = load_scorer(opts.old_lm, str(device)) if opts.old_lm else None
+    scorer = load_scorer(opts.lm, str(device), normalize=opts.normalize, unk=opts.unk)
+    old = load_scorer(opts.old_lm, str(device), unk=opts.unk) if opts.old_lm else None
     stream, failures = _batches(opts)
     rescore_opts = opts.rescore
     if opts.write_lattices:

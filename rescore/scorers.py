@@ -59,12 +59,13 @@ def is_arpa(path: str) -> bool:
         return b"\\data\\" in f.read(65536)
 
 
-def load_scorer(path: str, device: str = "cpu", normalize: bool = True) -> Scorer:
+def load_scorer(path: str, device: str = "cpu", normalize: bool = True, unk: Optional[str] = None) -> Scorer:
     """Load an ARPA n-gram (detected from the content) or an afp-train-lm checkpoint.
 
     Args:
         normalize: False scores without the softmax normaliser (``--no-normalize``); only for
             a checkpoint trained self-normalised.
+        unk: an ARPA file's unknown-word symbol (None: ``<unk>`` in any case).
 
     Raises:
         ValueError: naming ``path`` when it is neither, or when ``normalize`` is False for an
@@ -73,7 +74,7 @@ def load_scorer(path: str, device: str = "cpu", normalize: bool = True) -> Score
     if is_arpa(path):
         if not normalize:
             raise ValueError(f"{path}: --no-normalize applies to self-normalised neural LMs, not to an ARPA n-gram")
-        lm = NgramLM.from_arpa(path)
+        lm = NgramLM.from_arpa(path, unk=unk)
         return Scorer(path, lm.vocab, max(lm.order - 1, 1), ngram=lm)
     model, vocab, extra = load_checkpoint(path, device)
     offset = 0.0 if normalize else self_norm_offset(path, model, extra)

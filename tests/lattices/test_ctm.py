@@ -33,7 +33,6 @@ def _tiny():
 
 def _paths(fsas):
     arcs = fsas.arcs.values()[:, :3].tolist()
-    scores = fsas.scores.tolist()
 
     def walk(s, taken):
         if s == 4:

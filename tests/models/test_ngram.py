@@ -230,3 +230,15 @@ def test_malformed_files(tmp_path, monkeypatch, text, message, block_bytes):
     monkeypatch.setattr(ngram, "_BLOCK_BYTES", block_bytes)  # line numbers across read blocks
     with pytest.raises(ValueError, match=message):
         NgramLM.from_arpa(write(tmp_path, text))
+
+
+def test_unk_is_found_in_any_case(tmp_path):
+    text = arpa_text(SMALL)
+    lower = NgramLM.from_arpa(write(tmp_path, text))
+    upper = NgramLM.from_arpa(write(tmp_path, text.replace("<unk>", "<UNK>"), "caps.arpa"))
+    assert upper.vocab.unk_id == lower.vocab.unk_id == 3 and upper.vocab.decode([3]) == ["<UNK>"]
+    oov = ["never", "seen"]
+    assert upper.sentence_log_prob(oov) == pytest.approx(lower.sentence_log_prob(oov))
+    assert upper.sentence_log_prob(oov) > -100  # the file's <UNK> 1-gram, not the -99 log10 default
+    named = NgramLM.from_arpa(write(tmp_path, text.replace("<unk>", "[oov]"), "named.arpa"), unk="[oov]")
+    assert named.sentence_log_prob(oov) == pytest.approx(lower.sentence_log_prob(oov))

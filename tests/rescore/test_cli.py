@@ -308,3 +308,44 @@ def test_real_kaldi_binary_archive_rescored_with_ctm_and_binary_lattices(setup, 
         assert open(os.path.join(out, "lattices.ark"), "rb").read(64).split(b" ", 1)[1][:4] == b"\xd6\xfd\xb2\x7e"
         back, fails = read_lattices([os.path.join(out, "lattices.ark")])
         assert len(back) == 10 and not fails
+
+
+# --- input that cannot hurt (issue 11, section 4): each of these failed on the main of stop 9 ---
+
+def test_bad_lm_and_reference_files_get_messages_not_tracebacks(setup, tmp_path):
+    tmp, lats, lms = setup
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    torch.save("5", tmp_path / "five.pt")
+    cases = {"bad.gz": "bad.gz", "five.pt": "five.pt"}
+    for name, needle in cases.items():
+        r = run(*common(str(tmp_path / f"o-{name}"), str(tmp_path / name)), lats)
+        assert r.exit_code == 1 and needle in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+    # gzipped references and a gzipped ARPA file, neither named .gz
+    (tmp_path / "refs.txt").write_bytes(gzip.compress(open(tmp / "ref.txt", "rb").read()))
+    (tmp_path / "lm3").write_bytes(gzip.compress(ARPA.encode()))
+    out = str(tmp_path / "gz")
+    r = run(*common(out, str(tmp_path / "lm3"), "--ref", tmp_path / "refs.txt"), lats)
+    assert r.exit_code == 0, r.stderr
+    assert read_text(os.path.join(out, "text")) == brute_force_best(lats, None, arpa_logprob(lms["arpa"]))
+
+
+def test_expansion_order_above_63(setup, tmp_path):
+    tmp, lats, lms = setup
+    a, b = str(tmp_path / "k64"), str(tmp_path / "k50")
+    assert run(*common(a, lms["long"], "-K", 64), lats).exit_code == 0
+    assert run(*common(b, lms["long"]), lats).exit_code == 0  # the model's own K = 50 covers every path already
+    assert read_text(os.path.join(a, "text")) == read_text(os.path.join(b, "text"))
+
+
+def test_arpa_unk_in_capitals_and_unk_option(setup, tmp_path):
+    tmp, lats, lms = setup
+    (tmp_path / "caps.arpa").write_text(ARPA.replace("<unk>", "<UNK>"))
+    (tmp_path / "other.arpa").write_text(ARPA.replace("<unk>", "[oov]"))
+    plain = str(tmp_path / "plain")
+    assert run(*common(plain, lms["arpa"]), lats).exit_code == 0
+    for name, extra in (("caps.arpa", ()), ("other.arpa", ("--unk", "[oov]"))):
+        out = str(tmp_path / ("out-" + name))
+        r = run(*common(out, str(tmp_path / name), *extra), lats)
+        assert r.exit_code == 0, r.stderr
+        assert read_text(os.path.join(out, "text")) == read_text(os.path.join(plain, "text"))
+        assert open(os.path.join(out, "nbest.jsonl")).read() == open(os.path.join(plain, "nbest.jsonl")).read()

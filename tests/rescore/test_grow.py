@@ -35,18 +35,20 @@ def test_expansion_core_and_lm_pass_import_and_run_without_k2():
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.lists(st.lists(st.integers(-3, 5), min_size=3, max_size=3), min_size=0, max_size=40), collide=st.booleans())
-def test_unique_rows_is_exact_even_when_every_hash_collides(rows, collide):
-    t = torch.tensor(rows, dtype=torch.long).reshape(-1, 3)
-    mix = arcs_module._MIX
+@given(rows=st.lists(st.lists(st.integers(-3, 5), min_size=3, max_size=3), min_size=0, max_size=40), collide=st.booleans(),
+       width=st.sampled_from([1, 3, 64, 100]))
+def test_unique_rows_is_exact_even_when_every_hash_collides(rows, collide, width):
+    """Any number of columns (K > 63 histories, issue 11); a forced collision falls back exactly."""
+    t = torch.tensor(rows, dtype=torch.long).reshape(-1, 3).repeat(1, (width + 2) // 3)[:, :width]
+    mix = arcs_module._multipliers
     try:
         if collide:
-            arcs_module._MIX = torch.zeros_like(mix)  # every row gets the same key
+            arcs_module._multipliers = lambda n: torch.zeros(n, dtype=torch.long)  # every row gets the same key
         uniq, inverse = unique_rows(t)
     finally:
-        arcs_module._MIX = mix
+        arcs_module._multipliers = mix
     assert torch.equal(uniq[inverse], t)
-    assert uniq.shape[0] == len({tuple(r) for r in rows})
+    assert uniq.shape[0] == len({tuple(r) for r in t.tolist()})
 
 
 def test_grow_on_any_device_equals_cpu(device):
