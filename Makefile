@@ -46,7 +46,7 @@ help:
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time | bench-read | bench-lm-pass   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
 # --- set-up ------------------------------------------------------------------------------------
 install: $(VENV)/.installed
@@ -287,7 +287,17 @@ $(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(dir $(BENCH_PASS_SN_L
 	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --states tree --no-normalize >> $@.tmp
 	mv $@.tmp $@
 
-.PHONY: bench-scaling bench-wer-time bench-read bench-lm-pass
+# Fuzzing every reader (issue 11): mutated real inputs, counts of handled and crashed inputs.
+BENCH_FUZZ_DIR ?= exp/bench-fuzz
+BENCH_FUZZ_INPUTS ?= 5000
+BENCH_FUZZ_SEED ?= 0
+
+$(BENCH_FUZZ_DIR)/fuzz.json: bench/fuzz_readers.py | $(VENV)/.installed
+	$(PY) bench/fuzz_readers.py --inputs $(BENCH_FUZZ_INPUTS) --seed $(BENCH_FUZZ_SEED) --json $@
+
+bench-fuzz: $(BENCH_FUZZ_DIR)/fuzz.json
+
+.PHONY: bench-scaling bench-wer-time bench-read bench-lm-pass bench-fuzz
 bench-lm-pass: $(BENCH_PASS_DIR)/time.jsonl
 bench-read: $(BENCH_READ_DIR)/read_speed.json
 bench-scaling: $(BENCH_SCALING_DIR)/scaling.json

@@ -24,7 +24,7 @@ import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, interned_fields
 from lattices.kaldi_binary import add_frame_times
-from lattices.textio import format_floats, parse_numbers
+from lattices.textio import format_floats, int_field, parse_numbers
 
 
 def looks_like_kaldi_text(text: str) -> bool:
@@ -74,7 +74,7 @@ def parse_text_lattice(
         f = line.split()
         try:
             if len(f) == 4 or len(f) == 3:
-                s, d, w = int(f[0]), int(f[1]), int(f[2])
+                s, d, w = int_field(f[0]), int_field(f[1]), int_field(f[2])
                 a, g = _weight(f[3], where, lineno) if len(f) == 4 else (0.0, 0.0)
                 if start is None:
                     start = s
@@ -87,7 +87,7 @@ def parse_text_lattice(
                 lm.append(g)
                 frames.append(_frames(f[3]) if len(f) == 4 else 0)
             elif len(f) in (1, 2):
-                s = int(f[0])
+                s = int_field(f[0])
                 if s in finals:
                     raise ValueError(f"{where}:{lineno}: state {s} is final twice")
                 finals[s] = _weight(f[1], where, lineno) if len(f) == 2 else (0.0, 0.0)
@@ -159,7 +159,7 @@ def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str], frame_s
     finals_of: List[Dict[int, Tuple[float, float]]] = [{} for _ in key_lines]
     for i in np.flatnonzero(final).tolist():
         f = lines[i].split()
-        if not f[0].isdigit() or int(f[0]) in finals_of[block_of_line[i]]:
+        if not f[0].isdigit() or len(f[0]) > 18 or int(f[0]) in finals_of[block_of_line[i]]:
             return None
         try:
             finals_of[block_of_line[i]][int(f[0])] = _weight(f[1], source, i + 1) if len(f) == 2 else (0.0, 0.0)

@@ -7,7 +7,7 @@ un-gzipping; file names are not used). Files may be gzipped.
 
 Paths: files; Kaldi rspecifiers (``ark:lat.1``, ``ark,t:lat.txt``, ``scp:lat.scp``,
 ``'ark:gunzip -c lat.1.gz |'``); directories (every regular file inside, recursively, sorted, except hidden files,
-``words.txt``/``ref.txt``/``hyp.txt`` and ``.nbest``/``.md``/``.json(l)``/``.log``/``.py``/``.done``); list files (``@list.txt``, or a text file whose first line is an existing
+``words.txt``/``ref.txt``/``hyp.txt`` and ``.nbest``/``.md``/``.json(l)``/``.log``/``.py``/``.done``); list files (``@list.txt``, or a text file whose first line is an existing regular
 path) with one path per line (relative paths are relative to the list file).
 
 Word table: ``words`` (a ``words.txt``) if given; for Kaldi archives without ``words``, the
@@ -59,7 +59,7 @@ def _is_list_file(path: str, data: bytes) -> bool:
         return False
     first = lines[0]
     cand = first if os.path.isabs(first) else os.path.join(os.path.dirname(path), first)
-    return os.path.isfile(cand) or os.path.isdir(cand)
+    return os.path.isfile(cand)  # a directory only through an explicit @list (a stray "/" must not walk the disk)
 
 
 def expand_paths(paths: Sequence[str]) -> Tuple[List[str], List[Failure]]:
@@ -91,7 +91,8 @@ def expand_paths(paths: Sequence[str]) -> Tuple[List[str], List[Failure]]:
                 for name in sorted(names):
                     if name.startswith(".") or name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES):
                         continue
-                    files.append(os.path.join(root, name))
+                    if os.path.isfile(os.path.join(root, name)):  # regular files: no devices, FIFOs, sockets
+                        files.append(os.path.join(root, name))
             return
         if not os.path.isfile(p):
             fails.append(Failure(p, f"{p}: no such file or directory"))

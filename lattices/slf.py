@@ -38,7 +38,7 @@ import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, intern_words, used_node_ids
-from lattices.textio import format_floats, parse_numbers
+from lattices.textio import format_floats, int_field, parse_numbers
 
 _FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
 _LONG = {
@@ -131,7 +131,7 @@ def _parse_lines(text: str, where: str) -> _Body:
             raise ValueError(f"{where}:{lineno}: not an SLF line: {line[:80]!r}")
         if "I" in f and "J" not in f:
             try:
-                i = int(f["I"])
+                i = int_field(f["I"])
             except ValueError:
                 raise ValueError(f"{where}:{lineno}: bad node id {f['I']!r}") from None
             if "t" in f:
@@ -143,7 +143,7 @@ def _parse_lines(text: str, where: str) -> _Body:
             if "S" not in f or "E" not in f:
                 raise ValueError(f"{where}:{lineno}: link without S= or E=: {line[:80]!r}")
             try:
-                s, e = int(f["S"]), int(f["E"])
+                s, e = int_field(f["S"]), int_field(f["E"])
             except ValueError:
                 raise ValueError(f"{where}:{lineno}: bad link end points in {line[:80]!r}") from None
             try:
@@ -158,7 +158,7 @@ def _parse_lines(text: str, where: str) -> _Body:
             if "N" not in f or "L" not in f:
                 raise ValueError(f"{where}:{lineno}: size line needs both N= and L=: {line[:80]!r}")
             try:
-                n_nodes, n_links = int(f["N"]), int(f["L"])
+                n_nodes, n_links = int_field(f["N"]), int_field(f["L"])
             except ValueError:
                 raise ValueError(f"{where}:{lineno}: bad size line {line[:80]!r}") from None
         elif not in_body:
@@ -392,7 +392,7 @@ def _link_words(link_words: Optional[List[Optional[str]]], node_word: Dict[int, 
 
 def _int_header(where: str, header: Dict[str, object], key: str) -> int:
     try:
-        return int(str(header[key]))
+        return int_field(str(header[key]))
     except ValueError:
         raise ValueError(f"{where}: header {key}={header[key]!r} is not a node number") from None
 

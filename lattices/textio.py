@@ -4,6 +4,18 @@ from typing import Optional, Union
 
 import numpy as np
 
+_INT_LIMIT = 2**62
+
+
+def int_field(text: str) -> int:
+    """``int(text)``, but a ``ValueError`` for a value no array index could hold (|v| >= 2**62), so
+    that a corrupt id or size is a parse error like any other, not an overflow later."""
+    value = int(text)
+    if not -_INT_LIMIT < value < _INT_LIMIT:
+        raise ValueError(f"integer {text[:30]!r} is out of range")
+    return value
+
+
 def looks_binary(data: Union[bytes, str]) -> bool:
     """True if ``data`` (already un-gzipped) looks like a binary file (NUL bytes in its start)."""
     head = data[:4096]

@@ -72,8 +72,12 @@ def _show(text: bytes) -> str:
     return repr(text.decode("utf-8", errors="replace").strip())
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # values are stored as float32: larger ones would turn into inf
+
+
 def _floats(values: np.ndarray, linenos: Callable[[int], int], path: str, what: str) -> np.ndarray:
-    """Parse number tokens to float64; ``ValueError`` naming the file and line of the first bad one.
+    """Parse number tokens to float64; ``ValueError`` naming the file and line of the first bad one
+    (not a number, NaN, +inf, or beyond float32; ``-inf``, "log 0", is allowed).
 
     Args:
         values: ``[c]`` object array of ``bytes`` tokens.
@@ -82,7 +86,7 @@ def _floats(values: np.ndarray, linenos: Callable[[int], int], path: str, what: 
     """
     try:
         out = np.fromiter(map(float, values), dtype=np.float64, count=len(values))
-        bad = np.flatnonzero(np.isnan(out) | (out == np.inf))
+        bad = np.flatnonzero(np.isnan(out) | (out == np.inf) | (np.isfinite(out) & (np.abs(out) > _FLOAT32_MAX)))
     except ValueError:
         bad = [i for i, v in enumerate(values) if not _is_number(v)]
     if len(bad):

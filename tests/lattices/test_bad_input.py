@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from lattices.cli import cli
-from lattices.k2_format import check_pickle
+from lattices.safe_pickle import RaggedState, load_tensor_dict
 from lattices.reader import read_lattices
 
 WORDS = "<eps> 0\nfoo 5\n"
@@ -38,15 +38,28 @@ def test_a_crafted_pt_file_runs_no_code(tmp_path):
     assert r.exit_code == 1 and "evil.pt" in r.stderr and "refused" in r.stderr and "system" in r.stderr
 
 
-def test_check_pickle_allows_tensors_and_refuses_globals(tmp_path):
-    import pickle
+def test_safe_loader_reads_tensors_and_refuses_everything_else(tmp_path):
+    import io
 
-    check_pickle(pickle.dumps({"a": [1, 2.5, "x"], "b": (None, True)}, protocol=2), "ok")
+    buf = io.BytesIO()
+    d = {"a": torch.arange(6, dtype=torch.int32).reshape(2, 3)[:, 1:], "b": [1, 2.5, "x", None], "c": (True,),
+         "r": k2.RaggedTensor([[1, 2], [], [3]])}
+    torch.save(d, buf)
+    out = load_tensor_dict(buf.getvalue(), "ok.pt")
+    assert torch.equal(out["a"], d["a"]) and out["b"] == d["b"] and out["c"] == d["c"]
+    assert isinstance(out["r"], RaggedState) and out["r"].row_splits[0].tolist() == [0, 2, 2, 3]
+    assert out["r"].values.tolist() == [1, 2, 3]
     for protocol in (2, 4):
-        with pytest.raises(ValueError, match="would import"):
-            check_pickle(pickle.dumps(_Evil(tmp_path / "x"), protocol=protocol), "bad.pt")
-    with pytest.raises(ValueError, match="not a valid pickle"):
-        check_pickle(b"\x80\x02}q\x00(", "cut.pt")
+        buf = io.BytesIO()
+        torch.save({"x": _Evil(tmp_path / "x")}, buf, pickle_protocol=protocol)
+        with pytest.raises(ValueError, match="bad.pt: refused: the file would call posix.system"):
+            load_tensor_dict(buf.getvalue(), "bad.pt")
+    good = io.BytesIO()
+    torch.save(d, good)
+    for cut in (10, 200, len(good.getvalue()) - 30):
+        with pytest.raises(ValueError, match="cut.pt"):
+            load_tensor_dict(good.getvalue()[:cut], "cut.pt")
+    assert not (tmp_path / "x").exists()
 
 
 def test_k2_file_with_fewer_headers_than_fsas(tmp_path):

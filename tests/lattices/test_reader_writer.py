@@ -1,15 +1,20 @@
 import gzip
+import random
 import shutil
 from pathlib import Path
 from typing import List, Tuple
 
+import k2
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules
 from lattices.reader import Failure, read_lattices
 from lattices.writer import write_lattices
+from tests.lattice_utils import fsa_from_arcs, make_symbols, random_lattice_arcs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lattices"
 THEANO = DATA / "theanolm"
@@ -107,7 +112,7 @@ def test_duplicate_utterance_ids(tmp_path):
     assert len(batch) == 1 and len(fails) == 1 and "duplicate" in fails[0].message
 
 
-@pytest.mark.parametrize("fmt,out", [("slf", "slf"), ("slf", "slf.gz"), ("kaldi", "lats.ark"),
+@pytest.mark.parametrize("fmt,out", [("slf", "slf"), ("slf", "slf.gz"), ("kaldi", "lats.ark"), ("kaldi-text", "lats.ark"),
                                      ("kaldi", "lats.ark.gz"), ("k2", "lats.pt"), ("k2", "lats.pt.gz")])
 def test_round_trip_every_format(tmp_path, fmt, out):
     # in utterance-id order, as the SLF directory will be read back
@@ -123,10 +128,10 @@ def test_round_trip_every_format(tmp_path, fmt, out):
     assert words_on_arcs(again) == words_on_arcs(batch)
     assert torch.equal(again.fsas.am_scores, batch.fsas.am_scores)
     assert torch.equal(again.fsas.lm_scores, batch.fsas.lm_scores)
-    if fmt != "kaldi":
+    if not fmt.startswith("kaldi"):  # written Kaldi lattices carry no transition ids, so no times
         assert torch.allclose(again.fsas.start_times, batch.fsas.start_times, atol=0.006)
         assert torch.allclose(again.fsas.end_times, batch.fsas.end_times, atol=0.006)
-    if fmt == "kaldi":
+    if fmt.startswith("kaldi"):
         assert (tmp_path / "words.txt").exists()
     if out.endswith(".gz") and fmt != "slf":
         assert (tmp_path / out).read_bytes()[:2] == b"\x1f\x8b"
@@ -154,3 +159,24 @@ def test_inputs_not_mutated(tmp_path):
     assert torch.equal(before[0], batch.fsas.am_scores) and before[1] == batch.utt_ids and before[2] == batch.headers
     with pytest.raises(ValueError, match="output format"):
         write_lattices(batch, str(tmp_path / "y"), "htk")
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 4), fmt=st.sampled_from(["slf", "kaldi", "kaldi-text", "k2"]))
+def test_random_lattices_round_trip_through_every_writer(tmp_path_factory, seed, n, fmt):
+    """Valid input never reads back as a different lattice: random lattices (ties, epsilons,
+    duplicate arcs) written in each format read back with the same paths, words and scores."""
+    rng = random.Random(seed)
+    symbols = make_symbols()
+    lattices = [random_lattice_arcs(rng) for _ in range(n)]
+    for arcs, _ in lattices:  # two final arcs from one state: no format but k2 and SLF can hold that
+        finals = [a[0] for a in arcs if a[2] == -1]
+        assume(len(finals) == len(set(finals)))
+    fsas = k2.create_fsa_vec([fsa_from_arcs(*lat) for lat in lattices])
+    batch = LatticeBatch(fsas, [f"u{i}" for i in range(n)], symbols)
+    out = tmp_path_factory.mktemp("rt") / ("lats" if fmt == "slf" else "lats.x")
+    write_lattices(batch, str(out), fmt)
+    again, fails = read_lattices([str(out)], rules=RAW)
+    assert not fails and again.utt_ids == batch.utt_ids
+    for i in range(n):
+        assert all_paths(again, i) == all_paths(batch, i)
