@@ -9,7 +9,7 @@ from lattices.cli.common import LATTICE_PATH, frame_options, plain_warnings
 from lattices.reader import FORMATS
 from lattices.writer import WRITE_FORMATS
 
-from .pipeline import METHODS, RescoreOptions
+from .pipeline import DECODES, METHODS, RescoreOptions
 from .run import RunOptions, parse_shard, run_rescoring
 
 INPUT = click.Path(exists=True, dir_okay=False)
@@ -43,6 +43,9 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--lm-scales", callback=_floats, default=None, help="Comma-separated LM scales to sweep: writes wer-summary.txt (with --ref).")
 @click.option("--method", type=click.Choice(METHODS), default="afp",
               help="afp: exact K-history expansion + one parallel pass; nbest-exact: baseline rescoring the exact N-best with the full-history RNN.")
+@click.option("--decode", type=click.Choice(DECODES), default="viterbi",
+              help="The 1-best in OUT/text and OUT/ctm: viterbi (best path) or mbr (lattice minimum Bayes risk, "
+                   "Kaldi's lattice-mbr-decode algorithm, on the rescored lattice).")
 @click.option("--iterations", "-K", type=click.IntRange(min=1), default=None,
               help="Expansion order K [default: the model's iterations; needed for a BPTT model].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
@@ -61,7 +64,7 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
-                    method, iterations, device, max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
+                    method, decode, iterations, device, max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
     """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
     lattices) with an AFP LM (or an ARPA n-gram).
@@ -77,7 +80,7 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
             frame_seconds=frame_shift * frame_subsampling_factor, am_scale=am_scale, lm_scale=lm_scale,
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
             lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize, unk=unk,
-            rescore=RescoreOptions(method=method, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
+            rescore=RescoreOptions(method=method, decode=decode, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
                                    max_batch=max_batch, lm_scales=lm_scales, progress=progress))
         metrics = run_rescoring(opts)
     except ValueError as e:

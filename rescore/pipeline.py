@@ -20,6 +20,7 @@ import torch
 
 from lattices.ctm import CtmWord, ctm_words
 from lattices.lattice_batch import LatticeBatch, with_utterance_scales
+from lattices.mbr import MbrHypothesis, mbr_decode
 from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
 
@@ -32,6 +33,7 @@ from .scorers import Scorer
 
 Scales = Tuple[float, float, float]  # (am_scale, lm_scale, word_penalty)
 METHODS = ("afp", "nbest-exact")
+DECODES = ("viterbi", "mbr")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class RescoreOptions:
         lm_scales: extra LM scales for which the 1-best is also computed (WER sweeps).
         keep_lattices: return the rescored (expanded) lattices.
         progress: show progress bars (LM chunks).
+        decode: the 1-best: ``viterbi`` (best path) or ``mbr`` (lattice MBR on the rescored
+            lattice, :mod:`lattices.mbr`; ``afp`` only).
     """
 
     method: str = "afp"
@@ -61,8 +65,13 @@ class RescoreOptions:
     lm_scales: Sequence[float] = ()
     keep_lattices: bool = False
     progress: bool = False
+    decode: str = "viterbi"
 
     def __post_init__(self) -> None:
+        if self.decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {self.decode!r}")
+        if self.decode == "mbr" and self.method != "afp":
+            raise ValueError("--decode mbr needs --method afp (MBR decodes the rescored lattice)")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if not 0.0 <= self.interpolate <= 1.0:
@@ -84,6 +93,7 @@ class RescoreOutput:
         failures: ``(utt_id, message)`` for every utterance that could not be rescored.
         pruned: ``{utt_id: {"beam", "arcs_before", "arcs_after_pruning", "expanded_arcs"}}``.
         stats: counts and seconds (arcs before/after expansion, distinct histories, ...).
+        best: ``[utt]`` word ids of the decision when it is not ``hyps[u][0]`` (``decode="mbr"``).
         ctm: ``[utt][word]`` times and confidences of the 1-best, when the lattices have times
             (:mod:`lattices.ctm`; confidences are posteriors in the lattice the 1-best was chosen
             from, at its scales: the rescored lattice for ``afp``, the first-pass lattice for
@@ -94,6 +104,7 @@ class RescoreOutput:
     hyps: List[List[Hypothesis]]
     sweep: Dict[float, List[List[int]]] = field(default_factory=dict)
     ctm: Optional[List[List[CtmWord]]] = None
+    best: Optional[List[List[int]]] = None
     lattices: Optional[LatticeBatch] = None
     failures: List[Tuple[str, str]] = field(default_factory=list)
     pruned: Dict[str, Dict[str, float]] = field(default_factory=dict)
@@ -153,14 +164,20 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     kept_scales = [scales[i] for i in kept]
     hyps = nbest(fsas, opts.nbest, scales=kept_scales)
     sweep = {s: [h[0].words for h in nbest(fsas, 1, scales=[(a, s, p) for a, _, p in kept_scales])] for s in opts.lm_scales}
-    t3 = time.perf_counter()
     utt_ids = [batch.utt_ids[i] for i in kept]
-    out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch))
+    if opts.decode == "mbr":
+        decided = mbr_decode(with_utterance_scales(fsas, kept_scales), [h[0].words for h in hyps])
+        out = RescoreOutput(utt_ids, hyps, sweep, best=[m.words for m in decided], ctm=_mbr_ctm(decided, utt_ids, batch))
+        out.stats["mbr_expected_errors"] = sum(m.expected_errors for m in decided)
+        out.stats["viterbi_expected_errors"] = sum(m.viterbi_expected_errors for m in decided)
+    else:
+        out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch))
+    t3 = time.perf_counter()  # search: n-best, the sweep, and MBR or the CTM alignment
     if opts.keep_lattices:
         out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept])
     out.failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
     out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
-    out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
+    out.stats = {**out.stats, "arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
                  "distinct_histories": done.distinct, "cell_steps": scorer.stats.get("cell_steps", 0),
                  "order": order, "expand_seconds": done.expand_seconds,
                  "lm_seconds": done.lm_seconds, "search_seconds": t3 - t2}
@@ -204,6 +221,14 @@ def _ctm(fsas: k2.Fsa, utt_ids: List[str], hyps: List[List[Hypothesis]], scales:
     if not (hasattr(fsas, "start_times") and hasattr(fsas, "end_times")) or not utt_ids:
         return None
     return ctm_words(with_utterance_scales(fsas, scales), utt_ids, [h[0].words for h in hyps], batch.symbols)
+
+
+def _mbr_ctm(decided: List[MbrHypothesis], utt_ids: List[str], batch: LatticeBatch) -> Optional[List[List[CtmWord]]]:
+    """CTM words of MBR decisions: the slots' expected times and posteriors (None without times)."""
+    if not decided or decided[0].start_times is None:
+        return None
+    return [[CtmWord(u, b, max(e - b, 0.0), batch.symbols.get(w), c)
+             for w, c, b, e in zip(m.words, m.confidences, m.start_times, m.end_times)] for u, m in zip(utt_ids, decided)]
 
 
 def _drop_non_finite(batch: LatticeBatch) -> Tuple[LatticeBatch, List[Tuple[str, str]]]:

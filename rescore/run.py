@@ -129,7 +129,7 @@ class _JobOutputs:
 
     def add(self, out: RescoreOutput, batch: LatticeBatch) -> List[List[str]]:
         """Write one batch's results; returns its 1-best words ``[utt]``."""
-        best = [words_of(h[0].words, batch.symbols) for h in out.hyps]
+        best = [words_of(w, batch.symbols) for w in (out.best or [h[0].words for h in out.hyps])]
         write_text(self.text, out.utt_ids, best)
         write_jsonl(self.nbest, hypothesis_records(out.utt_ids, out.hyps, batch.symbols))
         write_supervisions(self.sups, out.utt_ids, best, _durations(out, batch))
@@ -225,7 +225,7 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     metrics: Dict[str, Any] = {
         "method": rescore_opts.method, "device": str(device), "lm": opts.lm, "old_lm": opts.old_lm, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
         "utterances_done": len(hyps), "utterances_failed": len(failures), "interpolate": rescore_opts.interpolate,
-        "nbest": rescore_opts.nbest, "batches": batches, "batch_arcs": opts.batch_arcs, "normalize": opts.normalize,
+        "nbest": rescore_opts.nbest, "decode": rescore_opts.decode, "batches": batches, "batch_arcs": opts.batch_arcs, "normalize": opts.normalize,
         "wall_seconds": wall, **stats,
         # rescoring throughput: expanded arcs over the rescoring seconds (reading/loading excluded)
         "arcs_per_s": stats.get("arcs_after_expansion", 0) / max(stats.get("seconds", 0.0), 1e-9),

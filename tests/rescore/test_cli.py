@@ -349,3 +349,38 @@ def test_arpa_unk_in_capitals_and_unk_option(setup, tmp_path):
         assert r.exit_code == 0, r.stderr
         assert read_text(os.path.join(out, "text")) == read_text(os.path.join(plain, "text"))
         assert open(os.path.join(out, "nbest.jsonl")).read() == open(os.path.join(plain, "nbest.jsonl")).read()
+
+
+def test_decode_mbr_writes_text_and_ctm_of_the_mbr_decision(setup, tmp_path):
+    """--decode mbr: OUT/text is the lattice-MBR decision on the rescored lattice (equal to
+    lattices.mbr on the written lattice), the CTM spells it, and its expected loss is reported."""
+    import warnings
+
+    from lattices.lattice_batch import with_utterance_scales
+    from lattices.mbr import mbr_decode
+    from lattices.nbest import nbest
+    from lattices.reader import NoWordTableWarning
+
+    _, _, lms = setup
+    lat1 = os.path.join(os.path.dirname(__file__), "..", "data", "lattices", "kaldi-binary", "lat.1")
+    out = str(tmp_path / "mbr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        r = run("--lm", lms["afp2"], "--out", out, "--am-scale", 0.1, "--device", "cpu", "--decode", "mbr",
+                "--write-lattices", "--lattice-format", "k2", "ark:" + lat1)
+        assert r.exit_code == 0, r.stderr
+        lats, _ = read_lattices([os.path.join(out, "lattices")])
+    scales = [(0.1, 1.0, 0.0)] * len(lats)
+    viterbi = [h[0].words for h in nbest(lats.fsas, 1, scales=scales)]
+    expected = mbr_decode(with_utterance_scales(lats.fsas, scales), viterbi)
+    text = read_text(os.path.join(out, "text"))
+    assert text == {u: [lats.symbols.get(w) for w in m.words] for u, m in zip(lats.utt_ids, expected)}
+    ctm = {}
+    for line in open(os.path.join(out, "ctm")):
+        utt, _, _, _, word, conf = line.split()
+        ctm.setdefault(utt, []).append(word)
+    assert ctm == {u: w for u, w in text.items() if w}
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["decode"] == "mbr" and m["mbr_expected_errors"] <= m["viterbi_expected_errors"] + 1e-6
+    r = run("--lm", lms["afp2"], "--out", str(tmp_path / "x"), "--method", "nbest-exact", "--decode", "mbr", "ark:" + lat1)
+    assert r.exit_code == 1 and "--decode mbr needs --method afp" in r.stderr
