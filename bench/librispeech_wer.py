@@ -13,6 +13,8 @@ Systems (rows of ``OUT/table.md``):
   every later row, as in Kaldi's ``lmrescore`` then RNNLM rescoring.
 - ``lattice + 3-gram + AFP-K``: that lattice expanded to unique K-word histories and scored with
   the AFP-K model in one pass; lm = (1 - w)·3-gram + w·AFP. ``lattice + AFP-K alone`` is w = 1.
+- ``... , MBR``: the same rescored lattice and the same tuned scales, decoded with lattice MBR
+  (:mod:`lattices.mbr`, ``afp-rescore --decode mbr``) instead of the best path.
 - ``lattice + 3-gram + AFP-K self-normalised``: the same with an AFP-K model trained with
   ``--self-norm`` (``--afp-self-norm``), scored without the softmax normaliser (``--no-normalize``).
 - ``AFP-K model run exact, exact N-best``: the exact N-best list of the 3-gram lattice rescored by
@@ -43,6 +45,7 @@ import numpy as np
 import torch
 
 from lattices.lattice_batch import LatticeBatch, with_utterance_scales
+from lattices.mbr import mbr_decode
 from lattices.nbest import nbest
 from lattices.oracle import oracle_wer
 from models.files import read_references
@@ -104,6 +107,36 @@ def lattice_grid(cache: str, lats: LatticeBatch, new: Optional[str], weights: Se
     with atomic_open(cache) as f:
         json.dump({"grid": grid, "errors": np.stack(errs).tolist()}, f)
     return grid, np.stack(errs)
+
+
+def mbr_errors(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params], refs) -> Tuple[np.ndarray, float, Dict]:
+    """``[utt]`` errors of the lattice-MBR decision at each utterance's tuned (lm_scale, wp, w), the
+    seconds MBR took (the Viterbi start included) and the summed expected losses."""
+    fsas = lats.fsas.clone()
+    old = (fsas.old_lm_scores if new else fsas.lm_scores).double()
+    if new:
+        w = torch.tensor([p[2] for p in per_utt], dtype=torch.float64)[arc_arrays_fsa(fsas)]
+        fsas.lm_scores = ((1 - w) * old + w * getattr(fsas, new).double()).float()
+    scales = [(1.0, s, p) for s, p, _ in per_utt]
+    t0 = time.perf_counter()
+    viterbi = [h[0].words for h in nbest(fsas, 1, scales=scales)]
+    decided = mbr_decode(with_utterance_scales(fsas, scales), viterbi)
+    seconds = time.perf_counter() - t0
+    hyps = [[lats.symbols.get(x) for x in m.words] for m in decided]
+    return utt_errors(refs, hyps), seconds, {"mbr": sum(m.expected_errors for m in decided),
+                                             "viterbi": sum(m.viterbi_expected_errors for m in decided)}
+
+
+def arc_arrays_fsa(fsas: k2.Fsa) -> torch.Tensor:
+    """``[num_arcs]`` index of each arc's FSA."""
+    return fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
+
+
+def mbr_row(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params], refs, chosen, name: str) -> Row:
+    errs, seconds, loss = mbr_errors(lats, new, per_utt, refs)
+    return Row(name, int(errs.sum()), seconds, int(lats.fsas.num_arcs), chosen,
+               f"MBR decoding only (the rescoring is the row above); expected errors {loss['mbr']:.1f} vs "
+               f"{loss['viterbi']:.1f} for the best path; scales tuned for the best path")
 
 
 def two_fold(grid: List[Params], errs: np.ndarray, fold: np.ndarray) -> Tuple[int, List[Params], List[Params]]:
@@ -243,6 +276,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_m
     _, pruned_oracle = oracle_wer(first_pass, l3.symbols, refs)
     rows.append(Row(f"3-gram lattice pruned to beam {beam:g}: oracle", pruned_oracle.errors,
                     note=f"{sum(kept.arcs_after)} of {sum(kept.arcs_before)} arcs kept; input of the rows below"))
+    rows.append(mbr_row(l3, None, tuned, refs, chosen, f"lattice + 3-gram (pruned to beam {beam:g}), MBR"))
 
     for path, normalize in [(p, True) for p in afps] + [(p, False) for p in afps_self_norm]:
         afp = load_scorer(path, device, normalize=normalize)
@@ -259,8 +293,9 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_m
                 f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")
         mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
         alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
-        total, chosen, _ = two_fold([grid[g] for g in mixed], errs[mixed], fold)
+        total, chosen, per_utt = two_fold([grid[g] for g in mixed], errs[mixed], fold)
         rows.append(Row(f"lattice + 3-gram + {name}", total, st["seconds"], st["arcs_in"], chosen, note))
+        rows.append(mbr_row(la, "afp_lm_scores", per_utt, refs, chosen, f"lattice + 3-gram + {name}, MBR"))
         total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
         rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
         if normalize or path not in afps:  # the same model run with full history on the exact N-best

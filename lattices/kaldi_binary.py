@@ -137,8 +137,10 @@ def read_fst(data: bytes, pos: int, where: str) -> Tuple[KaldiFst, int]:
     if not 0 <= start < num_states:
         raise ValueError(f"{where}: start state {start} is not one of the {num_states} states")
     arc_bytes = 12 + min_weight
+    n_at = 8 + 2 * fsize  # where an arc's transition-id count is (after ilabel, olabel and two costs)
+    offsets: List[int] = []
     src: List[int] = []
-    dst: List[int] = []
+    dst: List[int] = []  # these five become arrays for compact lattices (gathered after the loop)
     word: List[int] = []
     graph: List[float] = []
     acoustic: List[float] = []
@@ -165,25 +167,40 @@ def read_fst(data: bytes, pos: int, where: str) -> Tuple[KaldiFst, int]:
             acoustic.extend(rec["a"].tolist())
             frames.extend((rec["i"] != 0).astype(np.int64).tolist())
             continue
-        for _ in range(n_arcs):
-            il, ol, g, a, n = cur.take("<ii" + wfmt[1:] + "i")
-            cur.pos += 4 * cur.count(n, 4, "transition-id string length")
-            (d,) = cur.take("<i")
-            if il != ol:
-                raise ValueError(f"{where}: compact lattice arc with ilabel {il} != olabel {ol}")
-            src.append(s)
-            dst.append(d)
-            word.append(il)
-            graph.append(g)
-            acoustic.append(a)
-            frames.append(n)
-    fst = KaldiFst(start, num_states, np.asarray(src, np.int64), np.asarray(dst, np.int64), np.asarray(word, np.int64),
-                   np.asarray(graph, np.float64), np.asarray(acoustic, np.float64), np.asarray(frames, np.int64), finals)
+        src.extend([s] * n_arcs)
+        for _ in range(n_arcs):  # variable-size arcs: only find where each one starts here
+            if cur.left() < arc_bytes:
+                raise ValueError(f"{where}: truncated binary lattice (an arc at offset {cur.pos})")
+            (n,) = struct.unpack_from("<i", data, cur.pos + n_at)
+            if not 0 <= 4 * n <= cur.left() - arc_bytes:
+                raise ValueError(f"{where}: transition-id string length {n} at offset {cur.pos + n_at} does not fit")
+            offsets.append(cur.pos)
+            cur.pos += arc_bytes + 4 * n
+    if compact:  # gather every field of every arc at once
+        buf = np.frombuffer(data, dtype=np.uint8)
+        offs = np.asarray(offsets, dtype=np.int64)
+        il, ol, n = (_gather(buf, offs + at, "<i4") for at in (0, 4, n_at))
+        graph, acoustic = (_gather(buf, offs + at, fdt) for at in (8, 8 + fsize))
+        dst = _gather(buf, offs + n_at + 4 + 4 * n, "<i4")
+        if (il != ol).any():
+            raise ValueError(f"{where}: compact lattice arc with ilabel != olabel")
+        word, frames = il, n
+    fst = KaldiFst(start, num_states, np.asarray(src, np.int64), np.asarray(dst).astype(np.int64),
+                   np.asarray(word).astype(np.int64), np.asarray(graph).astype(np.float64),
+                   np.asarray(acoustic).astype(np.float64), np.asarray(frames).astype(np.int64), finals)
     if len(fst.dst) and (fst.dst.min() < 0 or fst.dst.max() >= num_states):
         raise ValueError(f"{where}: an arc goes to a state outside 0..{num_states - 1}")
     if len(fst.word) and fst.word.min() < 0:
         raise ValueError(f"{where}: negative word id {int(fst.word.min())}")
     return (fst if compact else merge_chains(fst)), cur.pos
+
+
+def _gather(buf: np.ndarray, at: np.ndarray, dtype: str) -> np.ndarray:
+    """The ``dtype`` values stored at byte offsets ``at`` of ``buf`` (any alignment)."""
+    width = np.dtype(dtype).itemsize
+    if not len(at):
+        return np.zeros(0, dtype=dtype)
+    return buf[at[:, None] + np.arange(width)].view(dtype).reshape(-1)
 
 
 def merge_chains(fst: KaldiFst) -> KaldiFst:
