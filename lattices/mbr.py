@@ -155,9 +155,16 @@ def _stats(lat: _Lattice, words: Sequence[int]) -> Tuple[float, Dict[Tuple[int, 
     q_all, w_all, v_all = (np.concatenate(x) if x else np.zeros(0) for x in (gq, gw, gv))
     gamma: Dict[Tuple[int, int], float] = {}
     if len(q_all):
-        keys, inv = np.unique(np.stack([q_all, w_all], axis=1).astype(np.int64), axis=0, return_inverse=True)
-        sums = np.bincount(inv.reshape(-1), weights=v_all)
-        gamma = {(int(q), int(w)): float(v) for (q, w), v in zip(keys, sums)}
+        width = int(w_all.max()) + 1
+        flat = q_all.astype(np.int64) * width + w_all.astype(np.int64)
+        if (big_q + 1) * width <= 1 << 24:  # a dense count is cheaper than sorting
+            dense = np.bincount(flat, weights=v_all, minlength=(big_q + 1) * width)
+            keys = np.flatnonzero(dense)  # slots with no posterior mass at all carry no decision
+            sums = dense[keys]
+        else:
+            keys, inv = np.unique(flat, return_inverse=True)
+            sums = np.bincount(inv.reshape(-1), weights=v_all)
+        gamma = {(int(k) // width, int(k) % width): float(v) for k, v in zip(keys, sums)}
     return loss, gamma, tau_b, tau_e
 
 
