@@ -14,6 +14,7 @@ Scales: ``total = am_scale * am + lm_scale * lm + word_penalty * n_words`` where
 counts arcs whose label is a real word (label > 0; normalisation maps every non-word symbol,
 e.g. ``!NULL``, ``<s>``, ``<sil>``, to epsilon 0).
 """
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -85,6 +86,23 @@ def header_scales(header: Dict[str, object]) -> Optional[Dict[str, float]]:
     if not found:
         return None
     return {"am_scale": 1.0, "lm_scale": 1.0, "word_penalty": 0.0, **found}
+
+
+class DefaultScalesWarning(UserWarning):
+    """No LM scale was given and the lattices declare none: the default 1 is rarely right."""
+
+
+DEFAULT_LM_SCALE_ADVICE = (
+    "no --lm-scale given and the lattice headers declare none (SLF lmscale=): using LM scale 1, "
+    "acoustic scale 1, word penalty 0, which is rarely right (pocketsphinx and Kaldi lattices usually "
+    "want an LM scale near 10 against acoustic scale 1); tune them on a dev set with references "
+    "(afp-rescore --lm-scales 5,10,15 --ref dev.txt) and pass --lm-scale/--word-penalty")
+
+
+def warn_if_default_lm_scale(origins: List[str]) -> None:
+    """Warn (:class:`DefaultScalesWarning`) when any utterance's LM scale fell back to the default."""
+    if any("lm from default" in o for o in origins):  # one message per job (warnings shows it once)
+        warnings.warn(DEFAULT_LM_SCALE_ADVICE, DefaultScalesWarning, stacklevel=2)
 
 
 def resolve_scales(

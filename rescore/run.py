@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lattices.fsa_build import Failure
-from lattices.lattice_batch import LatticeBatch, resolve_scales
+from lattices.lattice_batch import LatticeBatch, resolve_scales, warn_if_default_lm_scale
 from lattices.nbest import hypothesis_records
 from lattices.reader import expand_paths, iter_lattice_batches
 from lattices.symbols import write_symbols
@@ -203,7 +203,8 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
             if outputs is None:  # the output lattice format defaults to the first lattice's
                 fmt = (opts.lattice_format or str(batch.headers[0].get("format", "k2"))) if opts.write_lattices else None
                 outputs = _JobOutputs(stack, opts.out, fmt)
-            scales, _ = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
+            scales, origins = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
+            warn_if_default_lm_scale(origins)
             scales_seen.update(scales)
             out = rescore_batch(batch, scorer, scales, rescore_opts, old)
             failures += out.failures

@@ -10,6 +10,7 @@ import click
 
 from lattices.lattice_batch import LatticeBatch
 from lattices.lattice_batch import resolve_scales as resolve_batch_scales
+from lattices.lattice_batch import warn_if_default_lm_scale
 from lattices.validate import validate_batch
 
 FORMATS = ("auto", "k2", "slf", "kaldi")
@@ -162,6 +163,7 @@ def resolve_scales(
     prints each distinct setting and where it came from on stderr."""
     headers = batch.headers or [{} for _ in batch.utt_ids]
     scales, origins = resolve_batch_scales(headers, am_scale, lm_scale, word_penalty)
+    warn_if_default_lm_scale(origins)
     seen: Dict[Tuple[Tuple[float, float, float], str], int] = {}
     for triple, desc in zip(scales, origins):
         seen[(triple, desc)] = seen.get((triple, desc), 0) + 1

@@ -232,3 +232,20 @@ def test_pocketsphinx_fixture_nbest_oracle_draw(tmp_path):
     if shutil.which("dot"):
         r = _run(["draw", utts[0], lats, "-o", str(tmp_path / "p.svg"), "--beam", "10"])
         assert r.exit_code == 0, r.stderr
+
+
+def test_default_lm_scale_is_not_silent(tmp_path):
+    """Lattices without a scale header and no --lm-scale: a warning that says what to do."""
+    from lattices.lattice_batch import DefaultScalesWarning
+
+    good = tmp_path / "u1.slf"
+    good.write_text(SLF_GOOD.replace("lmscale=2.0 wdpenalty=-0.5\n", ""))
+    good = str(good)
+    with pytest.warns(DefaultScalesWarning, match="tune them on a dev set"):
+        _run(["nbest", "-n", "1", good])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DefaultScalesWarning)
+        r = _run(["nbest", "-n", "1", "--lm-scale", "10", good])
+        assert r.exit_code == 0
