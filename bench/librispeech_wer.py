@@ -44,7 +44,7 @@ import kaldialign
 import numpy as np
 import torch
 
-from lattices.lattice_batch import LatticeBatch, with_utterance_scales
+from lattices.lattice_batch import LatticeBatch, posterior_scales, with_utterance_scales
 from lattices.mbr import mbr_decode
 from lattices.nbest import nbest
 from lattices.oracle import oracle_wer
@@ -120,7 +120,7 @@ def mbr_errors(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params]
     scales = [(1.0, s, p) for s, p, _ in per_utt]
     t0 = time.perf_counter()
     viterbi = [h[0].words for h in nbest(fsas, 1, scales=scales)]
-    decided = mbr_decode(with_utterance_scales(fsas, scales), viterbi)
+    decided = mbr_decode(with_utterance_scales(fsas, posterior_scales(scales)), viterbi)
     seconds = time.perf_counter() - t0
     hyps = [[lats.symbols.get(x) for x in m.words] for m in decided]
     return utt_errors(refs, hyps), seconds, {"mbr": sum(m.expected_errors for m in decided),

@@ -5,7 +5,8 @@
    word arcs give the times (``start_times``/``end_times``), so the CTM's words always equal the
    text output, ties included.
 2. **Confidence** of a word: its posterior, from forward-backward (log semiring) on the lattice at
-   the scales used to choose the hypothesis — the total posterior of the arcs with the same word
+   the posterior scales the caller passes (:func:`lattices.lattice_batch.posterior_scales`: the
+   decoding scales divided by the LM scale, as Kaldi does; the best path is the same) — the total posterior of the arcs with the same word
    whose time span contains the word's midpoint. Arcs that cover one instant are alternatives
    (no path holds two of them), so this is a probability in [0, 1]; it adds up the copies of one
    word that differ only in history (as in an expanded lattice) or in boundary times, which a

@@ -88,6 +88,14 @@ def header_scales(header: Dict[str, object]) -> Optional[Dict[str, float]]:
     return {"am_scale": 1.0, "lm_scale": 1.0, "word_penalty": 0.0, **found}
 
 
+def posterior_scales(scales: Sequence[Tuple[float, float, float]]) -> List[Tuple[float, float, float]]:
+    """Scales for *posteriors* (confidences, MBR): the decoding scales divided by the LM scale, i.e.
+    acoustic scale ``1/LMWT`` and LM scale 1, as Kaldi computes them (``lattice-mbr-decode
+    --acoustic-scale``, ``lattice-to-ctm-conf``). The best path is the same; posteriors are the
+    lattice's word probabilities, not the far sharper ones of ``exp(am + LMWT·lm)``."""
+    return [(a / lm, 1.0, p / lm) if lm > 0 else (a, lm, p) for a, lm, p in scales]
+
+
 class DefaultScalesWarning(UserWarning):
     """No LM scale was given and the lattices declare none: the default 1 is rarely right."""
 

@@ -195,8 +195,9 @@ def mbr_decode(fsas: k2.Fsa, initial: Sequence[Sequence[int]], max_iterations: i
     """MBR word sequences (see the module docstring).
 
     Args:
-        fsas: scaled FsaVec ``[utt][state][arc]`` (``scores`` at the decoding scales), connected
-            and top-sorted; optional ``start_times``/``end_times``.
+        fsas: scaled FsaVec ``[utt][state][arc]`` (``scores`` at the posterior scales,
+            :func:`lattices.lattice_batch.posterior_scales`: acoustic scale 1/LMWT as in Kaldi),
+            connected and top-sorted; optional ``start_times``/``end_times``.
         initial: ``[utt]`` starting hypotheses (word ids), normally the Viterbi 1-best.
         max_iterations: at most this many update passes per lattice.
 

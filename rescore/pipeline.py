@@ -19,7 +19,7 @@ import k2
 import torch
 
 from lattices.ctm import CtmWord, ctm_words
-from lattices.lattice_batch import LatticeBatch, with_utterance_scales
+from lattices.lattice_batch import LatticeBatch, posterior_scales, with_utterance_scales
 from lattices.mbr import MbrHypothesis, mbr_decode
 from lattices.nbest import Hypothesis, nbest
 from lattices.validate import select_lattices, validate_batch
@@ -166,7 +166,7 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     sweep = {s: [h[0].words for h in nbest(fsas, 1, scales=[(a, s, p) for a, _, p in kept_scales])] for s in opts.lm_scales}
     utt_ids = [batch.utt_ids[i] for i in kept]
     if opts.decode == "mbr":
-        decided = mbr_decode(with_utterance_scales(fsas, kept_scales), [h[0].words for h in hyps])
+        decided = mbr_decode(with_utterance_scales(fsas, posterior_scales(kept_scales)), [h[0].words for h in hyps])
         out = RescoreOutput(utt_ids, hyps, sweep, best=[m.words for m in decided], ctm=_mbr_ctm(decided, utt_ids, batch))
         out.stats["mbr_expected_errors"] = sum(m.expected_errors for m in decided)
         out.stats["viterbi_expected_errors"] = sum(m.viterbi_expected_errors for m in decided)
@@ -220,7 +220,7 @@ def _ctm(fsas: k2.Fsa, utt_ids: List[str], hyps: List[List[Hypothesis]], scales:
     """CTM words of the 1-best hypotheses in ``fsas`` (None when the lattices have no times)."""
     if not (hasattr(fsas, "start_times") and hasattr(fsas, "end_times")) or not utt_ids:
         return None
-    return ctm_words(with_utterance_scales(fsas, scales), utt_ids, [h[0].words for h in hyps], batch.symbols)
+    return ctm_words(with_utterance_scales(fsas, posterior_scales(scales)), utt_ids, [h[0].words for h in hyps], batch.symbols)
 
 
 def _mbr_ctm(decided: List[MbrHypothesis], utt_ids: List[str], batch: LatticeBatch) -> Optional[List[List[CtmWord]]]:

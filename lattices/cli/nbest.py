@@ -7,7 +7,7 @@ import click
 
 from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
 from lattices.ctm import ctm_words, format_ctm
-from lattices.lattice_batch import with_utterance_scales
+from lattices.lattice_batch import posterior_scales, with_utterance_scales
 from lattices.nbest import hypothesis_records
 from lattices.nbest import nbest as nbest_lists
 from models.files import atomic_open
@@ -30,7 +30,8 @@ def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
     """The N best distinct word sequences per utterance (Viterbi: a sequence scores as its best path).
 
     total = am_scale*am + lm_scale*lm + word_penalty*words; am and lm are the unscaled
-    scores of that best path. Ranks start at 1.
+    scores of that best path. Ranks start at 1. The CTM's confidences are word posteriors at
+    acoustic scale am_scale/lm_scale and LM scale 1, as Kaldi computes them (see lattices.ctm).
     """
     batch, problems = load(inputs)
     scales = resolve_scales(batch, am_scale, lm_scale, word_penalty)
@@ -49,7 +50,8 @@ def nbest(n: int, am_scale: Optional[float], lm_scale: Optional[float],
     if ctm:
         if not hasattr(batch.fsas, "end_times"):
             raise click.ClickException("--ctm: these lattices have no word times (SLF t=, Kaldi transition ids, k2 times)")
-        words = ctm_words(with_utterance_scales(batch.fsas, scales), batch.utt_ids, [h[0].words for h in lists], batch.symbols)
+        words = ctm_words(with_utterance_scales(batch.fsas, posterior_scales(scales)), batch.utt_ids,
+                          [h[0].words for h in lists], batch.symbols)
         with atomic_open(ctm, "w") as f:
             f.write(format_ctm(words))
     finish(problems)
