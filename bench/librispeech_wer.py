@@ -40,7 +40,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 import k2
-import kaldialign
 import numpy as np
 import torch
 
@@ -56,7 +55,7 @@ from models.scoring import pad_sequences, sentence_log_probs
 from rescore.arc_scores import lm_ids_for_symbols
 from rescore.pipeline import RescoreOptions, rescore_batch
 from rescore.scorers import Scorer, load_scorer
-from rescore.wer import normalize_case
+from rescore.tune import utterance_errors
 
 LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
 PENALTIES = (-24.0, -20.0, -16.0, -12.0, -8.0, -4.0, 0.0, 4.0)
@@ -72,11 +71,6 @@ class Row:
     arcs: Optional[int] = None
     chosen: Optional[List[Params]] = None  # per fold
     note: str = ""
-
-
-def utt_errors(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]]) -> np.ndarray:
-    """``[utt]`` edit distances (case-insensitive)."""
-    return np.array([kaldialign.edit_distance(normalize_case(r), normalize_case(h))["total"] for r, h in zip(refs, hyps)])
 
 
 def best_path_words(fsas: k2.Fsa, scores: torch.Tensor, symbols: k2.SymbolTable) -> List[List[str]]:
@@ -103,7 +97,7 @@ def lattice_grid(cache: str, lats: LatticeBatch, new: Optional[str], weights: Se
     for s, p, w in product(LM_SCALES, PENALTIES, weights if new else (0.0,)):
         lm = old if w == 0.0 else (1 - w) * old + w * getattr(fsas, new).double()
         grid.append((s, p, w))
-        errs.append(utt_errors(refs, best_path_words(fsas, am + s * lm + p * words, lats.symbols)))
+        errs.append(utterance_errors(refs, best_path_words(fsas, am + s * lm + p * words, lats.symbols)))
     with atomic_open(cache) as f:
         json.dump({"grid": grid, "errors": np.stack(errs).tolist()}, f)
     return grid, np.stack(errs)
@@ -123,7 +117,7 @@ def mbr_errors(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params]
     decided = mbr_decode(with_utterance_scales(fsas, posterior_scales(scales)), viterbi)
     seconds = time.perf_counter() - t0
     hyps = [[lats.symbols.get(x) for x in m.words] for m in decided]
-    return utt_errors(refs, hyps), seconds, {"mbr": sum(m.expected_errors for m in decided),
+    return utterance_errors(refs, hyps), seconds, {"mbr": sum(m.expected_errors for m in decided),
                                              "viterbi": sum(m.viterbi_expected_errors for m in decided)}
 
 
@@ -179,7 +173,7 @@ def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[
     utt = np.array([u for u, _ in flat])
     am, lm3 = np.array([h.am for _, h in flat]), np.array([h.lm for _, h in flat])
     nw = np.array([len(h.words) for _, h in flat])
-    hyp_err = utt_errors([refs[u] for u in utt], [[lats.symbols.get(w) for w in h.words] for _, h in flat])
+    hyp_err = utterance_errors([refs[u] for u in utt], [[lats.symbols.get(w) for w in h.words] for _, h in flat])
     starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]])
     grid, errs = [], []
     for s, p, w in product(LM_SCALES, PENALTIES, WEIGHTS):
@@ -259,7 +253,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_m
     fold = np.array([int(u.split("-")[0] in speakers[len(speakers) // 2:]) for u in batch.utt_ids])
     rows: List[Row] = []
     ps = read_references(hyp)
-    rows.append(Row("pocketsphinx 1-best", int(utt_errors(refs, [ps.get(u, []) for u in batch.utt_ids]).sum())))
+    rows.append(Row("pocketsphinx 1-best", int(utterance_errors(refs, [ps.get(u, []) for u in batch.utt_ids]).sum())))
 
     trigram = load_scorer(ngram)
     lm_info = {"3-gram": perplexity(trigram, refs)}

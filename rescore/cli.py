@@ -15,7 +15,8 @@ from .run import RunOptions, parse_shard, run_rescoring
 INPUT = click.Path(exists=True, dir_okay=False)
 
 
-def _floats(ctx, param, value: Optional[str]):
+def comma_floats(ctx, param, value: Optional[str]):
+    """Click callback: ``"5,10,15"`` -> ``(5.0, 10.0, 15.0)`` (empty -> ``()``)."""
     if not value:
         return ()
     try:
@@ -36,11 +37,13 @@ def _floats(ctx, param, value: Optional[str]):
 @click.option("--am-scale", type=float, default=None, help="Acoustic scale [default: lattice header, else 1].")
 @click.option("--lm-scale", type=float, default=None, help="LM scale [default: lattice header, else 1].")
 @click.option("--word-penalty", type=float, default=None, help="Per-word score added [default: lattice header, else 0].")
-@click.option("--interpolate", type=click.FloatRange(0, 1), default=1.0,
-              help="w in lm = (1-w)*old_lm + w*afp_lm; 1 replaces the lattice's LM scores.")
+@click.option("--scales", "scales_file", type=INPUT, default=None,
+              help="scales.json from afp-tune: its am/lm scale, word penalty and interpolation weight (the options may not be given as well).")
+@click.option("--interpolate", type=click.FloatRange(0, 1), default=None,
+              help="w in lm = (1-w)*old_lm + w*afp_lm; 1 replaces the lattice's LM scores [default: 1].")
 @click.option("--nbest", type=click.IntRange(min=1), default=10, help="Hypotheses written per utterance (nbest.jsonl).")
 @click.option("--ref", type=INPUT, help="References (Kaldi text or lhotse supervisions): writes wer.txt.")
-@click.option("--lm-scales", callback=_floats, default=None, help="Comma-separated LM scales to sweep: writes wer-summary.txt (with --ref).")
+@click.option("--lm-scales", callback=comma_floats, default=None, help="Comma-separated LM scales to sweep: writes wer-summary.txt (with --ref).")
 @click.option("--method", type=click.Choice(METHODS), default="afp",
               help="afp: exact K-history expansion + one parallel pass; nbest-exact: baseline rescoring the exact N-best with the full-history RNN.")
 @click.option("--decode", type=click.Choice(DECODES), default="viterbi",
@@ -63,7 +66,8 @@ def _floats(ctx, param, value: Optional[str]):
               help="Format of --write-lattices (kaldi: binary archive, kaldi-text: ark,t) [default: the input's].")
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty, interpolate, nbest, ref, lm_scales,
+def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty,
+                    scales_file, interpolate, nbest, ref, lm_scales,
                     method, decode, iterations, device, max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
     """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
@@ -75,6 +79,7 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
     """
     plain_warnings()
     try:
+        am_scale, lm_scale, word_penalty, interpolate = _with_scales_file(scales_file, am_scale, lm_scale, word_penalty, interpolate)
         opts = RunOptions(
             lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words,
             frame_seconds=frame_shift * frame_subsampling_factor, am_scale=am_scale, lm_scale=lm_scale,
@@ -96,6 +101,20 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
                 click.echo("failed: " + line.rstrip("\n").replace("\t", ": ", 1), err=True)
         click.echo(f"{metrics['utterances_failed']} failure(s), listed in {out}/failures.txt", err=True)
         sys.exit(1)
+
+
+def _with_scales_file(path: Optional[str], am_scale, lm_scale, word_penalty, interpolate):
+    """The scales of ``--scales FILE`` (afp-tune's scales.json), or the options as given."""
+    if path is None:
+        return am_scale, lm_scale, word_penalty, 1.0 if interpolate is None else interpolate
+    given = [n for n, v in (("--am-scale", am_scale), ("--lm-scale", lm_scale), ("--word-penalty", word_penalty),
+                            ("--interpolate", interpolate)) if v is not None]
+    if given:
+        raise ValueError(f"--scales {path} sets the scales; do not also give {', '.join(given)}")
+    from .tune import read_scales
+
+    s = read_scales(path)
+    return s.am_scale, s.lm_scale, s.word_penalty, s.interpolate
 
 
 def main() -> None:

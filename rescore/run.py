@@ -23,9 +23,9 @@ from models.files import atomic_open, read_references
 from models.distributed import resolve_device
 
 from .outputs import words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
-from .pipeline import RescoreOptions, RescoreOutput, rescore_batch
+from .pipeline import RescoreOptions, RescoreOutput, Scales, rescore_batch
 from .stream import prefetch
-from .scorers import load_scorer
+from .scorers import Scorer, load_scorer
 from .wer import wer_details, write_errs_file, write_wer_summary
 
 DONE = "metrics.json"  # written last: its presence marks a finished job
@@ -162,6 +162,31 @@ def _add_stats(total: Dict[str, Any], stats: Dict[str, Any]) -> None:
             total[k] = total.get(k, 0) + v
 
 
+def rescored_batches(opts: RunOptions, rescore_opts: RescoreOptions, scorer: Scorer, old: Optional[Scorer],
+                     failures: List[Tuple[str, str]], warn_scales: bool = True) -> Iterator[Tuple[LatticeBatch, RescoreOutput, List[Scales]]]:
+    """Read (the shard of) the job's lattices lazily and rescore them batch by batch.
+
+    Args:
+        failures: extended with ``(source, message)`` of every file and utterance that failed.
+        warn_scales: warn when the LM scale falls back to the default (not while tuning it).
+
+    Yields:
+        ``(batch, its RescoreOutput, its per-utterance (am, lm, wp) scales)``.
+    """
+    stream, file_failures = _batches(opts)
+    failures += file_failures
+    for batch, read_fails in prefetch(stream):
+        failures += [(f.source, f.message) for f in read_fails]
+        if not len(batch):
+            continue
+        scales, origins = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
+        if warn_scales:
+            warn_if_default_lm_scale(origins)
+        out = rescore_batch(batch, scorer, scales, rescore_opts, old)
+        failures += out.failures
+        yield batch, out, scales
+
+
 def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     """Rescore the job's lattices and write ``text``, ``nbest.jsonl``, ``hyps.supervisions.jsonl.gz``,
     ``failures.txt``, optional ``lattices*``, ``wer.txt``, ``wer-summary.txt``, and ``metrics.json`` last.
@@ -182,7 +207,7 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     device = resolve_device(opts.device)
     scorer = load_scorer(opts.lm, str(device), normalize=opts.normalize, unk=opts.unk)
     old = load_scorer(opts.old_lm, str(device), unk=opts.unk) if opts.old_lm else None
-    stream, failures = _batches(opts)
+    failures: List[Tuple[str, str]] = []
     rescore_opts = opts.rescore
     if opts.write_lattices:
         rescore_opts = RescoreOptions(**{**rescore_opts.__dict__, "keep_lattices": True})
@@ -196,18 +221,11 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     bar = tqdm(desc="rescoring", unit="utt", disable=not rescore_opts.progress, mininterval=1.0)
     with ExitStack() as stack:
         outputs: Optional[_JobOutputs] = None
-        for batch, read_fails in prefetch(stream):
-            failures += [(f.source, f.message) for f in read_fails]
-            if not len(batch):
-                continue
+        for batch, out, scales in rescored_batches(opts, rescore_opts, scorer, old, failures):
             if outputs is None:  # the output lattice format defaults to the first lattice's
                 fmt = (opts.lattice_format or str(batch.headers[0].get("format", "k2"))) if opts.write_lattices else None
                 outputs = _JobOutputs(stack, opts.out, fmt)
-            scales, origins = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
-            warn_if_default_lm_scale(origins)
             scales_seen.update(scales)
-            out = rescore_batch(batch, scorer, scales, rescore_opts, old)
-            failures += out.failures
             best = outputs.add(out, batch)
             utts += batch.utt_ids
             hyps.update(zip(out.utt_ids, best))

@@ -44,5 +44,5 @@ def test_best_path_words_uses_the_given_scores(penalty, expected):
     before = fsas.scores.clone()
     scores = fsas.am_scores + penalty * (fsas.labels > 0).float()
     assert wer_bench.best_path_words(fsas.clone(), scores, symbols) == [expected, expected]
-    assert wer_bench.utt_errors([["W1", "W2"]], [expected]).tolist() == [0 if expected == ["w1", "w2"] else 2]
+    assert wer_bench.utterance_errors([["W1", "W2"]], [expected]).tolist() == [0 if expected == ["w1", "w2"] else 2]
     assert fsas.scores.equal(before)

@@ -1,0 +1,134 @@
+"""Tune the LM scale, word penalty and interpolation weight on a dev set with references.
+
+The lattices are expanded and scored **once** (the normal rescoring job, the rescored lattices
+kept with their per-arc ``old_lm_scores`` and ``afp_lm_scores``); then every grid point
+``(lm_scale, word_penalty, w)`` is a best-path search on those same lattices:
+
+    total = am_scale·am + lm_scale·((1 − w)·old_lm + w·afp_lm) + word_penalty·words
+
+Only the error counts per grid point are kept, batch after batch, so memory is bounded by one
+batch. The grid point with the fewest errors (the first in grid order on a tie) is written to
+``scales.json``, which ``afp-rescore --scales`` reads.
+"""
+import json
+from dataclasses import asdict, dataclass
+from itertools import product
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import k2
+import kaldialign
+import numpy as np
+
+from lattices.nbest import nbest
+from lattices.validate import select_lattices
+from models.distributed import resolve_device
+from models.files import atomic_open, read_references, read_text
+
+from .combine import interpolate_lm
+from .pipeline import RescoreOptions
+from .run import RunOptions, rescored_batches
+from .scorers import load_scorer
+from .wer import normalize_case
+
+DEFAULT_LM_SCALES = (1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
+DEFAULT_PENALTIES = (-20.0, -16.0, -12.0, -8.0, -4.0, 0.0, 4.0)
+DEFAULT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+Point = Tuple[float, float, float]  # (lm_scale, word_penalty, w)
+
+
+@dataclass
+class TunedScales:
+    """What ``scales.json`` holds (``afp-rescore --scales``)."""
+
+    am_scale: float
+    lm_scale: float
+    word_penalty: float
+    interpolate: float
+
+
+def utterance_errors(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]]) -> np.ndarray:
+    """``[utt]`` edit distances (case-insensitive)."""
+    return np.array([kaldialign.edit_distance(normalize_case(r), normalize_case(h))["total"]
+                     for r, h in zip(refs, hyps)], dtype=np.int64)
+
+
+def grid_errors(fsas: k2.Fsa, refs: Sequence[Sequence[str]], symbols: k2.SymbolTable, am_scale: float,
+                grid: Sequence[Point]) -> np.ndarray:
+    """Errors ``[grid point][utt]`` of the 1-best of every rescored lattice at every grid point:
+    the same search as ``afp-rescore`` (:func:`lattices.nbest.nbest`), so a tuned point gives
+    exactly the errors ``afp-rescore`` then makes, ties included.
+
+    Args:
+        fsas: rescored FsaVec ``[utt][state][arc]`` with ``am_scores``, ``old_lm_scores`` and
+            ``afp_lm_scores`` (:func:`rescore.combine.rescored_lattices`); not changed.
+        refs: ``[utt]`` reference words.
+    """
+    work = fsas.clone()
+    out = []
+    for w in sorted({w for _, _, w in grid}):
+        work.lm_scores = interpolate_lm(fsas.old_lm_scores, fsas.afp_lm_scores, w)
+        for s, p, w2 in grid:
+            if w2 == w:
+                hyps = nbest(work, 1, scales=[(am_scale, s, p)] * fsas.shape[0])
+                out.append(((s, p, w), utterance_errors(refs, [[symbols.get(x) for x in h[0].words] for h in hyps])))
+    found = dict(out)
+    return np.stack([found[g] for g in grid])
+
+
+def tune(opts: RunOptions, lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
+         word_penalties: Sequence[float] = DEFAULT_PENALTIES, weights: Sequence[float] = DEFAULT_WEIGHTS
+         ) -> Dict[str, object]:
+    """Rescore ``opts.lattices`` once and find the grid point with the fewest errors against ``opts.ref``.
+
+    Utterances without a reference are skipped (counted); ``opts.am_scale`` (default 1) is kept fixed.
+
+    Returns:
+        ``{"scales": TunedScales, "errors": best total, "ref_words", "utterances", "grid":
+        [(lm_scale, word_penalty, w, errors)], "failures": [(source, message)]}``.
+    """
+    if opts.ref is None:
+        raise ValueError("tuning needs references (--ref)")
+    refs = read_references(opts.ref)
+    grid = list(product(lm_scales, word_penalties, weights))
+    if not grid:
+        raise ValueError("an empty grid: give at least one LM scale, word penalty and weight")
+    am_scale = 1.0 if opts.am_scale is None else opts.am_scale
+    rescore_opts = RescoreOptions(**{**opts.rescore.__dict__, "keep_lattices": True, "nbest": 1, "decode": "viterbi"})
+    device = str(resolve_device(opts.device))
+    scorer = load_scorer(opts.lm, device, normalize=opts.normalize, unk=opts.unk)
+    old = load_scorer(opts.old_lm, device, unk=opts.unk) if opts.old_lm else None
+    failures: List[Tuple[str, str]] = []
+    totals = np.zeros(len(grid), dtype=np.int64)
+    ref_words = utterances = 0
+    for batch, out, _ in rescored_batches(opts, rescore_opts, scorer, old, failures, warn_scales=False):
+        lats = out.lattices
+        have = [i for i, u in enumerate(lats.utt_ids) if u in refs]
+        if not have:
+            continue
+        fsas = lats.fsas if len(have) == len(lats.utt_ids) else select_lattices(lats.fsas, have)
+        ref_lists = [refs[lats.utt_ids[i]] for i in have]
+        totals += grid_errors(fsas, ref_lists, lats.symbols, am_scale, grid).sum(axis=1)
+        ref_words += sum(len(r) for r in ref_lists)
+        utterances += len(have)
+    if not utterances:
+        raise ValueError(f"no rescored utterance has a reference in {opts.ref}")
+    best = int(np.argmin(totals))
+    s, p, w = grid[best]
+    return {"scales": TunedScales(am_scale, s, p, w), "errors": int(totals[best]), "ref_words": ref_words,
+            "utterances": utterances, "grid": [(*g, int(e)) for g, e in zip(grid, totals)], "failures": failures}
+
+
+def write_scales(path: str, scales: TunedScales, info: Mapping[str, object]) -> None:
+    """``scales.json``: the tuned scales plus how they were found (atomically)."""
+    with atomic_open(path) as f:
+        json.dump({**asdict(scales), **info}, f, indent=2)
+        f.write("\n")
+
+
+def read_scales(path: str) -> TunedScales:
+    """Read ``scales.json`` (``ValueError`` naming the file when it is not one)."""
+    try:
+        d = json.loads(read_text(path))
+        return TunedScales(float(d["am_scale"]), float(d["lm_scale"]), float(d["word_penalty"]), float(d["interpolate"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a scales.json written by afp-tune ({type(e).__name__}: {e})") from None

@@ -1,0 +1,75 @@
+"""``afp-tune``: tune LM scale, word penalty and interpolation weight on a dev set; write scales.json."""
+import sys
+
+import click
+
+from lattices.cli.common import LATTICE_PATH
+from lattices.reader import FORMATS
+
+from .cli import comma_floats
+from .pipeline import RescoreOptions
+from .run import RunOptions
+from .tune import DEFAULT_LM_SCALES, DEFAULT_PENALTIES, DEFAULT_WEIGHTS, tune, write_scales
+
+INPUT = click.Path(exists=True, dir_okay=False)
+
+
+def _grid(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH)
+@click.option("--lm", required=True, type=INPUT, help="The new LM (afp-train-lm checkpoint or ARPA), as for afp-rescore.")
+@click.option("--old-lm", type=INPUT, default=None, help="LM whose scores replace the lattices' LM scores, as for afp-rescore.")
+@click.option("--ref", required=True, type=INPUT, help="References of the dev set (Kaldi text or lhotse supervisions).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The scales.json to write.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format.")
+@click.option("--words", type=INPUT, help="words.txt of Kaldi lattices.")
+@click.option("--am-scale", type=float, default=1.0, help="Acoustic scale (kept fixed: the other scales are relative to it).")
+@click.option("--lm-scales", callback=comma_floats, default=_grid(DEFAULT_LM_SCALES), help="LM scales to try.")
+@click.option("--word-penalties", callback=comma_floats, default=_grid(DEFAULT_PENALTIES), help="Word penalties to try.")
+@click.option("--weights", callback=comma_floats, default=_grid(DEFAULT_WEIGHTS),
+              help="Interpolation weights w of the new LM to try (1 replaces the lattices' LM scores).")
+@click.option("--prune-lm-scale", type=float, default=10.0,
+              help="LM scale of the beam that keeps over-large expansions within --max-arcs.")
+@click.option("--iterations", "-K", type=click.IntRange(min=1), default=None, help="Expansion order K [default: the model's].")
+@click.option("--max-arcs", type=click.IntRange(min=1), default=100_000, help="Per utterance, at most this many expanded arcs.")
+@click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000, help="Input arcs per batch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
+@click.option("--normalize/--no-normalize", default=True, help="As for afp-rescore (--no-normalize: self-normalised LMs only).")
+@click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case].")
+def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
+                 iterations, max_arcs, batch_arcs, device, normalize, unk) -> None:
+    """Rescore the dev-set LATTICES once and grid-search the LM scale, word penalty and
+    interpolation weight on the same scored lattices; write the best as OUT (scales.json, for
+    afp-rescore --scales)."""
+    opts = RunOptions(lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words, am_scale=am_scale,
+                      lm_scale=prune_lm_scale, word_penalty=0.0, ref=ref, device=device, batch_arcs=batch_arcs,
+                      normalize=normalize, unk=unk,
+                      rescore=RescoreOptions(order=iterations, max_arcs=max_arcs, progress=False))
+    try:
+        result = tune(opts, lm_scales, word_penalties, weights)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    s = result["scales"]
+    ranked = sorted(result["grid"], key=lambda g: g[3])
+    write_scales(out, s, {"errors": result["errors"], "ref_words": result["ref_words"], "utterances": result["utterances"],
+                          "lm": lm, "old_lm": old_lm, "ref": ref, "grid": result["grid"]})
+    for f_source, message in result["failures"]:
+        click.echo(f"failed: {f_source}: {message}", err=True)
+    wer = 100 * result["errors"] / max(result["ref_words"], 1)
+    click.echo(f"{out}: lm_scale={s.lm_scale:g} word_penalty={s.word_penalty:g} interpolate={s.interpolate:g} "
+               f"(am_scale={s.am_scale:g}): {result['errors']} errors / {result['ref_words']} words ({wer:.2f}% WER) "
+               f"on {result['utterances']} utterances; next best: "
+               + "; ".join(f"({a:g}, {b:g}, {c:g}) {e}" for a, b, c, e in ranked[1:4]), err=True)
+    if result["failures"]:
+        sys.exit(1)
+
+
+def main() -> None:
+    tune_command(prog_name="afp-tune")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""afp-tune: the grid point it writes has the fewest errors of all, checked by one afp-rescore run
+per grid point; afp-rescore --scales reproduces it."""
+import json
+import os
+
+from click.testing import CliRunner
+
+from rescore.tune_cli import tune_command
+from tests.rescore.test_cli import read_text, run, setup  # noqa: F401  (setup is a fixture)
+
+GRID = {"--lm-scales": "0.5,4", "--word-penalties": "-1,2", "--weights": "0.5,1"}
+
+
+def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(setup, tmp_path):  # noqa: F811
+    tmp, lats, lms = setup
+    scales = str(tmp_path / "scales.json")
+    args = ["--lm", lms["afp2"], "--old-lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu"]
+    for k, v in GRID.items():
+        args += [k, v]
+    r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
+    assert r.exit_code == 0, r.stderr
+    tuned = json.load(open(scales))
+    errors = {}
+    for s in GRID["--lm-scales"].split(","):
+        for p in GRID["--word-penalties"].split(","):
+            for w in GRID["--weights"].split(","):
+                out = str(tmp_path / f"r-{s}-{p}-{w}")
+                res = run("--lm", lms["afp2"], "--old-lm", lms["arpa"], "--out", out, "--device", "cpu", "--am-scale", 1,
+                          "--lm-scale", s, "--word-penalty", p, "--interpolate", w, "--ref", tmp / "ref.txt", lats)
+                assert res.exit_code == 0, res.stderr
+                errors[(float(s), float(p), float(w))] = json.load(open(os.path.join(out, "metrics.json")))["wer_errors"]
+    assert tuned["errors"] == min(errors.values())
+    assert errors[(tuned["lm_scale"], tuned["word_penalty"], tuned["interpolate"])] == tuned["errors"]
+    assert {(a, b, c): e for a, b, c, e in tuned["grid"]} == errors
+    out = str(tmp_path / "with-scales")
+    assert run("--lm", lms["afp2"], "--old-lm", lms["arpa"], "--out", out, "--device", "cpu", "--scales", scales, lats).exit_code == 0
+    best = str(tmp_path / f"r-{tuned['lm_scale']:g}-{tuned['word_penalty']:g}-{tuned['interpolate']:g}")
+    assert read_text(os.path.join(out, "text")) == read_text(os.path.join(best, "text"))
+    r = run("--lm", lms["afp2"], "--out", str(tmp_path / "x"), "--scales", scales, "--lm-scale", 3, lats)
+    assert r.exit_code == 1 and "do not also give --lm-scale" in r.stderr
