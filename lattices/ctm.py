@@ -53,8 +53,8 @@ def align_hypotheses(fsas: k2.Fsa, hyps: Sequence[Sequence[int]]) -> List[np.nda
     marked.labels = fsas.labels.clone()
     marked.orig_arc = torch.arange(fsas.num_arcs, dtype=torch.int32)
     linear = k2.linear_fsa([list(map(int, h)) for h in hyps])
-    paths = k2.shortest_path(k2.intersect(k2.arc_sort(marked), linear, treat_epsilons_specially=True),
-                             use_double_scores=True)
+    both = k2.intersect(k2.arc_sort(marked), linear, treat_epsilons_specially=True)
+    paths = k2.shortest_path(k2.top_sort(k2.connect(both)), use_double_scores=True)  # intersect's states are unordered
     shape = paths.arcs.shape()
     state_splits, arc_splits = shape.row_splits(1).tolist(), shape.row_splits(2).tolist()
     orig = paths.orig_arc.long().numpy()

@@ -104,3 +104,19 @@ def test_nbest_cli_writes_ctm(tmp_path):
     ends = [float(ln.split()[2]) + float(ln.split()[3]) for ln in (tmp_path / "ctm").read_text().splitlines()]
     assert max(ends) == pytest.approx(3 * 4.52, abs=0.02)  # frames x 0.01 s x 3
     assert np.isfinite(ends).all()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_alignment_on_random_lattices_with_epsilons(seed):
+    """k2's intersection numbers its states in no topological order; the alignment must sort them
+    (seed 1 failed in k2's shortest path before it did)."""
+    import random
+
+    from tests.lattice_utils import fsa_from_arcs, random_lattice_arcs
+
+    rng = random.Random(seed)
+    fsas = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng, eps_prob=0.5)) for _ in range(3)])
+    hyps = [h[0].words for h in nbest(fsas, 1)]
+    labels = fsas.labels.tolist()
+    for arcs, h in zip(align_hypotheses(fsas, hyps), hyps):
+        assert [labels[a] for a in arcs.tolist()] == h
