@@ -76,18 +76,25 @@ def grid_errors(fsas: k2.Fsa, refs: Sequence[Sequence[str]], symbols: k2.SymbolT
 
 
 def tune(opts: RunOptions, lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
-         word_penalties: Sequence[float] = DEFAULT_PENALTIES, weights: Sequence[float] = DEFAULT_WEIGHTS
-         ) -> Dict[str, object]:
-    """Rescore ``opts.lattices`` once and find the grid point with the fewest errors against ``opts.ref``.
+         word_penalties: Sequence[float] = DEFAULT_PENALTIES, weights: Sequence[float] = DEFAULT_WEIGHTS,
+         rounds: int = 2) -> Dict[str, object]:
+    """Rescore ``opts.lattices`` and find the grid point with the fewest errors against ``opts.ref``.
 
-    Utterances without a reference are skipped (counted); ``opts.am_scale`` (default 1) is kept fixed.
+    Expansions larger than ``max_arcs`` are pruned by a beam on the lattice scores at some scales
+    (``opts.lm_scale``/``opts.word_penalty`` in the first round), and the word penalty changes
+    which paths survive; so each further round rescores once more, pruning at the previous
+    round's best scales, and searches the grid again. Utterances without a reference are skipped;
+    ``opts.am_scale`` (default 1) is kept fixed.
 
     Returns:
         ``{"scales": TunedScales, "errors": best total, "ref_words", "utterances", "grid":
-        [(lm_scale, word_penalty, w, errors)], "failures": [(source, message)]}``.
+        [(lm_scale, word_penalty, w, errors)] of the last round, "rounds": [(scales, errors)],
+        "failures": [(source, message)]}``.
     """
     if opts.ref is None:
         raise ValueError("tuning needs references (--ref)")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     refs = read_references(opts.ref)
     grid = list(product(lm_scales, word_penalties, weights))
     if not grid:
@@ -97,10 +104,27 @@ def tune(opts: RunOptions, lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
     device = str(resolve_device(opts.device))
     scorer = load_scorer(opts.lm, device, normalize=opts.normalize, unk=opts.unk)
     old = load_scorer(opts.old_lm, device, unk=opts.unk) if opts.old_lm else None
-    failures: List[Tuple[str, str]] = []
+    history: List[Tuple[TunedScales, int]] = []
+    round_opts = opts
+    for _ in range(rounds):
+        failures: List[Tuple[str, str]] = []
+        totals, ref_words, utterances = _grid_totals(round_opts, rescore_opts, scorer, old, refs, am_scale, grid, failures)
+        best = int(np.argmin(totals))
+        s, p, w = grid[best]
+        history.append((TunedScales(am_scale, s, p, w), int(totals[best])))
+        round_opts = RunOptions(**{**round_opts.__dict__, "lm_scale": s, "word_penalty": p})
+    scales, errors = history[-1]
+    return {"scales": scales, "errors": errors, "ref_words": ref_words, "utterances": utterances,
+            "grid": [(*g, int(e)) for g, e in zip(grid, totals)], "rounds": [(asdict(sc), e) for sc, e in history],
+            "failures": failures}
+
+
+def _grid_totals(opts: RunOptions, rescore_opts: RescoreOptions, scorer, old, refs, am_scale: float,
+                 grid: Sequence[Point], failures: List[Tuple[str, str]]) -> Tuple[np.ndarray, int, int]:
+    """One round: rescore every batch once and add up the errors of every grid point."""
     totals = np.zeros(len(grid), dtype=np.int64)
     ref_words = utterances = 0
-    for batch, out, _ in rescored_batches(opts, rescore_opts, scorer, old, failures, warn_scales=False):
+    for _, out, _ in rescored_batches(opts, rescore_opts, scorer, old, failures, warn_scales=False):
         lats = out.lattices
         have = [i for i, u in enumerate(lats.utt_ids) if u in refs]
         if not have:
@@ -112,10 +136,7 @@ def tune(opts: RunOptions, lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
         utterances += len(have)
     if not utterances:
         raise ValueError(f"no rescored utterance has a reference in {opts.ref}")
-    best = int(np.argmin(totals))
-    s, p, w = grid[best]
-    return {"scales": TunedScales(am_scale, s, p, w), "errors": int(totals[best]), "ref_words": ref_words,
-            "utterances": utterances, "grid": [(*g, int(e)) for g, e in zip(grid, totals)], "failures": failures}
+    return totals, ref_words, utterances
 
 
 def write_scales(path: str, scales: TunedScales, info: Mapping[str, object]) -> None:

@@ -32,7 +32,11 @@ def _grid(values) -> str:
 @click.option("--weights", callback=comma_floats, default=_grid(DEFAULT_WEIGHTS),
               help="Interpolation weights w of the new LM to try (1 replaces the lattices' LM scores).")
 @click.option("--prune-lm-scale", type=float, default=10.0,
-              help="LM scale of the beam that keeps over-large expansions within --max-arcs.")
+              help="LM scale of the beam that keeps over-large expansions within --max-arcs (first round).")
+@click.option("--prune-word-penalty", type=float, default=0.0,
+              help="Word penalty of that beam (first round; later rounds prune at the previous round's best).")
+@click.option("--rounds", type=click.IntRange(min=1), default=2,
+              help="Rescoring rounds: each prunes at the previous round's best scales and searches the grid again.")
 @click.option("--iterations", "-K", type=click.IntRange(min=1), default=None, help="Expansion order K [default: the model's].")
 @click.option("--max-arcs", type=click.IntRange(min=1), default=100_000, help="Per utterance, at most this many expanded arcs.")
 @click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000, help="Input arcs per batch.")
@@ -40,22 +44,22 @@ def _grid(values) -> str:
 @click.option("--normalize/--no-normalize", default=True, help="As for afp-rescore (--no-normalize: self-normalised LMs only).")
 @click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case].")
 def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
-                 iterations, max_arcs, batch_arcs, device, normalize, unk) -> None:
+                 prune_word_penalty, rounds, iterations, max_arcs, batch_arcs, device, normalize, unk) -> None:
     """Rescore the dev-set LATTICES once and grid-search the LM scale, word penalty and
     interpolation weight on the same scored lattices; write the best as OUT (scales.json, for
     afp-rescore --scales)."""
     opts = RunOptions(lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words, am_scale=am_scale,
-                      lm_scale=prune_lm_scale, word_penalty=0.0, ref=ref, device=device, batch_arcs=batch_arcs,
+                      lm_scale=prune_lm_scale, word_penalty=prune_word_penalty, ref=ref, device=device, batch_arcs=batch_arcs,
                       normalize=normalize, unk=unk,
                       rescore=RescoreOptions(order=iterations, max_arcs=max_arcs, progress=False))
     try:
-        result = tune(opts, lm_scales, word_penalties, weights)
+        result = tune(opts, lm_scales, word_penalties, weights, rounds)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     s = result["scales"]
     ranked = sorted(result["grid"], key=lambda g: g[3])
     write_scales(out, s, {"errors": result["errors"], "ref_words": result["ref_words"], "utterances": result["utterances"],
-                          "lm": lm, "old_lm": old_lm, "ref": ref, "grid": result["grid"]})
+                          "lm": lm, "old_lm": old_lm, "ref": ref, "rounds": result["rounds"], "grid": result["grid"]})
     for f_source, message in result["failures"]:
         click.echo(f"failed: {f_source}: {message}", err=True)
     wer = 100 * result["errors"] / max(result["ref_words"], 1)

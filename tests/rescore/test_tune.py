@@ -14,7 +14,7 @@ GRID = {"--lm-scales": "0.5,4", "--word-penalties": "-1,2", "--weights": "0.5,1"
 def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(setup, tmp_path):  # noqa: F811
     tmp, lats, lms = setup
     scales = str(tmp_path / "scales.json")
-    args = ["--lm", lms["afp2"], "--old-lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu"]
+    args = ["--lm", lms["afp2"], "--old-lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu", "--rounds", "1"]
     for k, v in GRID.items():
         args += [k, v]
     r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
@@ -38,3 +38,24 @@ def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(se
     assert read_text(os.path.join(out, "text")) == read_text(os.path.join(best, "text"))
     r = run("--lm", lms["afp2"], "--out", str(tmp_path / "x"), "--scales", scales, "--lm-scale", 3, lats)
     assert r.exit_code == 1 and "do not also give --lm-scale" in r.stderr
+
+
+def test_second_round_prunes_at_the_first_rounds_scales(setup, tmp_path):  # noqa: F811
+    """With --max-arcs forcing pruning: two rounds are recorded; when the second round confirms
+    the first, afp-rescore --scales (which prunes at those scales) makes exactly the tuned errors."""
+    tmp, lats, lms = setup
+    scales = str(tmp_path / "scales.json")
+    args = ["--lm", lms["afp2"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu", "--max-arcs", "6",
+            "--lm-scales", "0.5,4", "--word-penalties", "-1,2", "--weights", "1"]
+    r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
+    assert r.exit_code == 0, r.stderr
+    tuned = json.load(open(scales))
+    assert len(tuned["rounds"]) == 2
+    (first, _), (second, errors) = tuned["rounds"]
+    assert errors == tuned["errors"]
+    if first == second:
+        out = str(tmp_path / "apply")
+        res = run("--lm", lms["afp2"], "--out", out, "--device", "cpu", "--max-arcs", 6, "--scales", scales,
+                  "--ref", tmp / "ref.txt", lats)
+        assert res.exit_code == 0, res.stderr
+        assert json.load(open(os.path.join(out, "metrics.json")))["wer_errors"] == errors
