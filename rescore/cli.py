@@ -54,6 +54,11 @@ def comma_floats(ctx, param, value: Optional[str]):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
 @click.option("--max-arcs", type=click.IntRange(min=1), default=100_000,
               help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported).")
+@click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
+              help="With --old-lm: first expand for and score with the old LM alone (Kaldi's lmrescore), prune that "
+                   "lattice at this beam (lattice-prune), then expand for the new LM [default: one expansion for both].")
+@click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None,
+              help="--max-arcs of the first-pass expansion [default: --max-arcs].")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
 @click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,
               help="Lattices are read and rescored in batches of about this many input arcs (bounds memory).")
@@ -68,7 +73,7 @@ def comma_floats(ctx, param, value: Optional[str]):
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty,
                     scales_file, interpolate, nbest, ref, lm_scales,
-                    method, decode, iterations, device, max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
+                    method, decode, iterations, device, max_arcs, first_pass_beam, first_pass_max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
     """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
     lattices) with an AFP LM (or an ARPA n-gram).
@@ -85,7 +90,8 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
             frame_seconds=frame_shift * frame_subsampling_factor, am_scale=am_scale, lm_scale=lm_scale,
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
             lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize, unk=unk,
-            rescore=RescoreOptions(method=method, decode=decode, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
+            rescore=RescoreOptions(method=method, decode=decode, first_pass_beam=first_pass_beam,
+                                   first_pass_max_arcs=first_pass_max_arcs, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
                                    max_batch=max_batch, lm_scales=lm_scales, progress=progress))
         metrics = run_rescoring(opts)
     except ValueError as e:

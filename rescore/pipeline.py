@@ -22,6 +22,7 @@ from lattices.ctm import CtmWord, ctm_words
 from lattices.lattice_batch import LatticeBatch, posterior_scales, with_utterance_scales
 from lattices.mbr import MbrHypothesis, mbr_decode
 from lattices.nbest import Hypothesis, nbest
+from lattices.posteriors import prune
 from lattices.validate import select_lattices, validate_batch
 
 from .arc_scores import arc_lm_scores, history_tokens
@@ -54,6 +55,13 @@ class RescoreOptions:
         progress: show progress bars (LM chunks).
         decode: the 1-best: ``viterbi`` (best path) or ``mbr`` (lattice MBR on the rescored
             lattice, :mod:`lattices.mbr`; ``afp`` only).
+        first_pass_beam: with an ``old`` LM and ``afp``: first expand for and score with the old
+            LM alone (its scores replace the lattice's, as Kaldi's ``lmrescore``), prune that
+            lattice at this Viterbi beam at each utterance's scales (``lattice-prune``), and only
+            then expand for the new LM, with the old LM's scores as the lattice's LM scores.
+            ``nbest-exact`` always takes its N-best from such a first pass when there is an old LM
+            (pruned only when this is given).
+        first_pass_max_arcs: ``max_arcs`` of the first-pass expansion (default ``max_arcs``).
     """
 
     method: str = "afp"
@@ -66,8 +74,12 @@ class RescoreOptions:
     keep_lattices: bool = False
     progress: bool = False
     decode: str = "viterbi"
+    first_pass_beam: Optional[float] = None
+    first_pass_max_arcs: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.first_pass_beam is not None and self.first_pass_beam < 0:
+            raise ValueError(f"first_pass_beam must be >= 0, got {self.first_pass_beam}")
         if self.decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {self.decode!r}")
         if self.decode == "mbr" and self.method != "afp":
@@ -147,7 +159,53 @@ def expand_and_score(
     return ScoredExpansion(expansion, pruned, failures, [s for s, _ in scored], scored[0][1], t1 - t0, time.perf_counter() - t1)
 
 
+@dataclass
+class FirstPass:
+    """The lattices after the old LM's pass (:func:`first_pass`).
+
+    Attributes:
+        batch: the kept lattices, ``lm_scores`` = the old LM's (``scores = am + lm``).
+        kept: their indexes in the input batch.
+        scales: their scales.
+        failures, pruned: as in :class:`RescoreOutput`, keyed by utterance id.
+        seconds: time taken.
+    """
+
+    batch: LatticeBatch
+    kept: List[int]
+    scales: List[Scales]
+    failures: List[Tuple[str, str]]
+    pruned: Dict[str, Dict[str, float]]
+    seconds: float
+
+
+def first_pass(batch: LatticeBatch, old: Scorer, scales: List[Scales], opts: RescoreOptions) -> FirstPass:
+    """Expand ``batch`` for the ``old`` LM alone and let its scores replace the lattices' LM scores;
+    with ``opts.first_pass_beam``, prune the result at that beam at each utterance's scales."""
+    t0 = time.perf_counter()
+    done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
+                            opts.first_pass_max_arcs or opts.max_arcs, opts.max_batch, opts.progress)
+    fsas = rescored_lattices(done.expansion.fsas, done.expansion.fsas.lm_scores, done.scores[0], 1.0)
+    kept = done.expansion.kept
+    kept_scales = [scales[i] for i in kept]
+    if opts.first_pass_beam is not None and len(kept):
+        fsas, _ = prune(with_utterance_scales(fsas, kept_scales), beam=opts.first_pass_beam)
+        fsas.scores = fsas.am_scores + fsas.lm_scores
+    utt_ids = [batch.utt_ids[i] for i in kept]
+    return FirstPass(LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept] if batch.headers else []),
+                     kept, kept_scales, [(batch.utt_ids[i], msg) for i, msg in done.failures.items()],
+                     {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}, time.perf_counter() - t0)
+
+
 def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+    if old is not None and opts.first_pass_beam is not None:  # the old LM's own pass, pruned, then the new LM
+        fp = first_pass(batch, old, scales, opts)
+        out = _afp(fp.batch, scorer, None, fp.scales, opts) if len(fp.batch) else RescoreOutput([], [])
+        out.failures = fp.failures + out.failures
+        out.pruned = {**fp.pruned, **out.pruned}
+        out.stats["first_pass_seconds"] = fp.seconds
+        out.stats["arcs_before_expansion"] = int(batch.fsas.num_arcs)
+        return out
     contexts = [scorer.context] + ([old.context] if old is not None else [])
     if opts.order is None and scorer.context is None:
         raise ValueError("the LM was trained with BPTT (exact mode): give the expansion order K (--iterations) "
@@ -191,12 +249,8 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
     t0 = time.perf_counter()
     fsas, kept, out_failures, out_pruned = batch.fsas, list(range(len(batch))), [], {}
     if old is not None:  # first pass: the lattices expanded for and scored by the old LM
-        done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
-                                opts.max_arcs, opts.max_batch, opts.progress)
-        fsas = rescored_lattices(done.expansion.fsas, done.expansion.fsas.lm_scores, done.scores[0], 1.0)
-        kept = done.expansion.kept
-        out_failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
-        out_pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
+        fp = first_pass(batch, old, scales, opts)
+        fsas, kept, out_failures, out_pruned = fp.batch.fsas, fp.kept, fp.failures, fp.pruned
     kept_scales = [scales[i] for i in kept]
     t1 = time.perf_counter()
     hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=kept_scales)

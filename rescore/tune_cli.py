@@ -39,19 +39,23 @@ def _grid(values) -> str:
               help="Rescoring rounds: each prunes at the previous round's best scales and searches the grid again.")
 @click.option("--iterations", "-K", type=click.IntRange(min=1), default=None, help="Expansion order K [default: the model's].")
 @click.option("--max-arcs", type=click.IntRange(min=1), default=100_000, help="Per utterance, at most this many expanded arcs.")
+@click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
+              help="As for afp-rescore: with --old-lm, its own expansion pruned at this beam first.")
+@click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None, help="As for afp-rescore.")
 @click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000, help="Input arcs per batch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
 @click.option("--normalize/--no-normalize", default=True, help="As for afp-rescore (--no-normalize: self-normalised LMs only).")
 @click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case].")
 def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
-                 prune_word_penalty, rounds, iterations, max_arcs, batch_arcs, device, normalize, unk) -> None:
+                 prune_word_penalty, rounds, iterations, max_arcs, first_pass_beam, first_pass_max_arcs, batch_arcs, device, normalize, unk) -> None:
     """Rescore the dev-set LATTICES once and grid-search the LM scale, word penalty and
     interpolation weight on the same scored lattices; write the best as OUT (scales.json, for
     afp-rescore --scales)."""
     opts = RunOptions(lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words, am_scale=am_scale,
                       lm_scale=prune_lm_scale, word_penalty=prune_word_penalty, ref=ref, device=device, batch_arcs=batch_arcs,
                       normalize=normalize, unk=unk,
-                      rescore=RescoreOptions(order=iterations, max_arcs=max_arcs, progress=False))
+                      rescore=RescoreOptions(order=iterations, max_arcs=max_arcs, first_pass_beam=first_pass_beam,
+                                             first_pass_max_arcs=first_pass_max_arcs, progress=False))
     try:
         result = tune(opts, lm_scales, word_penalties, weights, rounds)
     except ValueError as e:

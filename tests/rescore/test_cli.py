@@ -384,3 +384,22 @@ def test_decode_mbr_writes_text_and_ctm_of_the_mbr_decision(setup, tmp_path):
     assert m["decode"] == "mbr" and m["mbr_expected_errors"] <= m["viterbi_expected_errors"] + 1e-6
     r = run("--lm", lms["afp2"], "--out", str(tmp_path / "x"), "--method", "nbest-exact", "--decode", "mbr", "ark:" + lat1)
     assert r.exit_code == 1 and "--decode mbr needs --method afp" in r.stderr
+
+
+def test_first_pass_then_new_lm_equals_one_joint_expansion(setup, tmp_path):
+    """--first-pass-beam: the old LM's own expansion (pruned), then the new LM's. With a beam that
+    prunes nothing it gives the 1-best of one joint expansion; a narrow beam only removes paths."""
+    tmp, lats, lms = setup
+    joint, staged, narrow = (str(tmp_path / n) for n in ("joint", "staged", "narrow"))
+    base = common(joint, lms["afp2"], "--old-lm", lms["arpa"], "--interpolate", 0.5)
+    assert run(*base, lats).exit_code == 0
+    r = run(*common(staged, lms["afp2"], "--old-lm", lms["arpa"], "--interpolate", 0.5, "--first-pass-beam", 1000), lats)
+    assert r.exit_code == 0, r.stderr
+    assert read_text(os.path.join(staged, "text")) == read_text(os.path.join(joint, "text"))
+    m = json.load(open(os.path.join(staged, "metrics.json")))
+    assert m["first_pass_seconds"] > 0 and m["utterances_done"] == 6
+    r = run(*common(narrow, lms["afp2"], "--old-lm", lms["arpa"], "--interpolate", 0.5, "--first-pass-beam", 0), lats)
+    assert r.exit_code == 0, r.stderr
+    first = run(*common(str(tmp_path / "ngram"), lms["arpa"]), lats)  # beam 0 keeps only the n-gram's best path
+    assert first.exit_code == 0
+    assert read_text(os.path.join(narrow, "text")) == read_text(os.path.join(str(tmp_path / "ngram"), "text"))
