@@ -6,12 +6,12 @@ import os
 from click.testing import CliRunner
 
 from rescore.tune_cli import tune_command
-from tests.rescore.test_cli import read_text, run, setup  # noqa: F401  (setup is a fixture)
+from tests.rescore.test_cli import read_text, run
 
 GRID = {"--lm-scales": "0.5,4", "--word-penalties": "-1,2", "--weights": "0.5,1"}
 
 
-def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(setup, tmp_path):  # noqa: F811
+def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(setup, tmp_path):
     tmp, lats, lms = setup
     scales = str(tmp_path / "scales.json")
     args = ["--lm", lms["afp2"], "--old-lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu", "--rounds", "1"]
@@ -40,7 +40,7 @@ def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(se
     assert r.exit_code == 1 and "do not also give --lm-scale" in r.stderr
 
 
-def test_second_round_prunes_at_the_first_rounds_scales(setup, tmp_path):  # noqa: F811
+def test_second_round_prunes_at_the_first_rounds_scales(setup, tmp_path):
     """With --max-arcs forcing pruning: two rounds are recorded; when the second round confirms
     the first, afp-rescore --scales (which prunes at those scales) makes exactly the tuned errors."""
     tmp, lats, lms = setup
