@@ -45,6 +45,7 @@ import torch
 
 from lattices.lattice_batch import LatticeBatch, posterior_scales, with_utterance_scales
 from lattices.mbr import mbr_decode
+from lattices.validate import arc_arrays
 from lattices.nbest import nbest
 from lattices.oracle import oracle_wer
 from models.files import read_references
@@ -109,7 +110,7 @@ def mbr_errors(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params]
     fsas = lats.fsas.clone()
     old = (fsas.old_lm_scores if new else fsas.lm_scores).double()
     if new:
-        w = torch.tensor([p[2] for p in per_utt], dtype=torch.float64)[arc_arrays_fsa(fsas)]
+        w = torch.tensor([p[2] for p in per_utt], dtype=torch.float64)[torch.from_numpy(arc_arrays(fsas).fsa_of_arc)]
         fsas.lm_scores = ((1 - w) * old + w * getattr(fsas, new).double()).float()
     scales = [(1.0, s, p) for s, p, _ in per_utt]
     t0 = time.perf_counter()
@@ -119,11 +120,6 @@ def mbr_errors(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params]
     hyps = [[lats.symbols.get(x) for x in m.words] for m in decided]
     return utterance_errors(refs, hyps), seconds, {"mbr": sum(m.expected_errors for m in decided),
                                              "viterbi": sum(m.viterbi_expected_errors for m in decided)}
-
-
-def arc_arrays_fsa(fsas: k2.Fsa) -> torch.Tensor:
-    """``[num_arcs]`` index of each arc's FSA."""
-    return fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
 
 
 def mbr_row(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params], refs, chosen, name: str) -> Row:

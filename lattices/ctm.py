@@ -90,13 +90,14 @@ def ctm_words(fsas: k2.Fsa, utt_ids: Sequence[str], hyps: Sequence[Sequence[int]
     end = fsas.end_times.double().numpy()
     labels = fsas.labels.long().numpy()
     fsa_of_arc = arc_arrays(fsas).fsa_of_arc
+    width = int(labels.max(initial=0)) + 2  # labels -1.. max fit in one key per (utterance, word)
     order = np.lexsort((labels, fsa_of_arc))  # arcs grouped by (utterance, word)
-    keys = fsa_of_arc[order] * (int(labels.max(initial=0)) + 2) + labels[order]
+    keys = fsa_of_arc[order] * width + labels[order]
     out = []
     for i, (utt, arcs) in enumerate(zip(utt_ids, aligned)):
         words = []
         for a in arcs.tolist():
-            key = i * (int(labels.max(initial=0)) + 2) + labels[a]
+            key = i * width + labels[a]
             same = order[np.searchsorted(keys, key, "left"):np.searchsorted(keys, key, "right")]
             mid = 0.5 * (start[a] + end[a])
             cover = same[(start[same] <= mid) & (end[same] > mid)] if end[a] > start[a] else same[start[same] == start[a]]

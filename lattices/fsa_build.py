@@ -33,7 +33,7 @@ import torch
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.symbols import build_symbols
-from lattices.validate import kahn_layers, out_arcs, select_lattices
+from lattices.validate import node_layers, out_arcs, select_lattices
 
 
 @dataclass
@@ -188,14 +188,6 @@ def _reach(num_nodes: int, seeds: np.ndarray, frm: np.ndarray, to: np.ndarray) -
     return seen
 
 
-def _layers(num_nodes: int, keep: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Kahn's algorithm (:func:`lattices.validate.kahn_layers`) on the kept nodes and the arcs
-    ``src -> dst`` (any order): ``-1`` for nodes on or after a cycle (and for nodes not kept)."""
-    order = np.argsort(src, kind="stable")
-    splits = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=num_nodes))])
-    return kahn_layers(splits, dst[order], keep)
-
-
 def build_batch(
     lattices: Sequence[ArcList],
     symbols: Optional[k2.SymbolTable] = None,
@@ -277,7 +269,7 @@ def _build_structure(lats: Sequence[ArcList], labels: Sequence[np.ndarray]) -> T
     finals_k2 = node_off[1:] - 1
     keep = _reach(total, starts, src, dst) & _reach(total, finals_k2, dst, src)
     keep_arc = keep[src] & keep[dst]
-    layer = _layers(total, keep, src[keep_arc], dst[keep_arc])
+    layer = node_layers(total, keep, src[keep_arc], dst[keep_arc])
     lat_of_node = np.repeat(np.arange(B), n_nodes)
     local = np.arange(total) - node_off[lat_of_node]
     why: List[Optional[str]] = [None] * B

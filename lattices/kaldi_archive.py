@@ -27,7 +27,7 @@ import numpy as np
 
 from lattices.fsa_build import ArcList, Failure
 from lattices.kaldi_binary import MAGIC_BYTES, KaldiFst, add_frame_times, format_fst, read_fst
-from lattices.kaldi_text import format_kaldi_text, parse_kaldi_text, parse_text_lattice
+from lattices.kaldi_text import final_arcs, format_kaldi_text, parse_kaldi_text, parse_text_lattice
 from lattices.lattice_batch import LatticeBatch
 from models.files import read_bytes, un_gzip
 
@@ -268,13 +268,9 @@ def kaldi_archive_bytes(batch: LatticeBatch, binary: bool = True) -> bytes:
     for i, utt in enumerate(batch.utt_ids):
         lo, hi = arc_splits[state_splits[i]], arc_splits[state_splits[i + 1]]
         s, d, label = arcs[lo:hi, 0], arcs[lo:hi, 1], arcs[lo:hi, 2]
-        final = label == -1
-        finals: Dict[int, Tuple[float, float]] = {}
-        for j in np.flatnonzero(final).tolist():
-            if int(s[j]) in finals:
-                raise ValueError(f"{utt}: state {int(s[j])} has two final arcs; Kaldi cannot represent that")
-            finals[int(s[j])] = (float(graph[lo + j]), float(acoustic[lo + j]))
-        keep = ~final
+        finals = {state: (float(graph[lo + j]), float(acoustic[lo + j]))
+                  for state, j in final_arcs(s.tolist(), label.tolist(), utt).items()}
+        keep = label != -1
         num_states = int(state_splits[i + 1] - state_splits[i]) - 1  # without k2's final state
         parts.append(utt.encode("utf-8") + b" " + format_fst(
             s[keep], d[keep], label[keep], graph[lo:hi][keep], acoustic[lo:hi][keep], num_states, finals))

@@ -252,21 +252,14 @@ def state_frames(num_states: int, start: int, src: np.ndarray, dst: np.ndarray, 
     Returns:
         int64 ``[num_states]``.
     """
-    from lattices.validate import kahn_layers
+    from lattices.validate import arcs_by_layer, node_layers
 
-    order = np.argsort(src, kind="stable")
-    splits = np.searchsorted(src[order], np.arange(num_states + 1))
     roots = np.zeros(num_states, dtype=bool)
     roots[start] = True
-    layer = kahn_layers(splits, dst[order], roots)
+    layer = node_layers(num_states, roots, src, dst)
     t = np.full(num_states, -1, dtype=np.int64)
     t[start] = 0
-    arc_layer = layer[src]
-    by_layer = np.argsort(arc_layer, kind="stable")
-    bounds = np.searchsorted(arc_layer[by_layer], np.arange(max(int(layer.max()), 0) + 2))
-    for k in range(len(bounds) - 1):
-        arcs = by_layer[bounds[k]:bounds[k + 1]]
-        arcs = arcs[t[src[arcs]] >= 0]
+    for arcs in arcs_by_layer(layer[src]):  # a source's time is final once every earlier layer is done
         np.maximum.at(t, dst[arcs], t[src[arcs]] + frames[arcs])
     return t
 

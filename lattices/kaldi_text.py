@@ -17,7 +17,7 @@ One lattice per block::
   frame shift x frame-subsampling factor) when the lattice has any.
 """
 from operator import itemgetter
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
 import numpy as np
@@ -237,11 +237,26 @@ def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str],
     return lattices, failures
 
 
+def final_arcs(src: Sequence[int], labels: Sequence[int], utt_id: str) -> Dict[int, int]:
+    """Final state -> index of its final arc (label -1), in arc order. A Kaldi lattice has one final
+    weight per state, so ``ValueError`` (naming ``utt_id``) for a state with two final arcs, or
+    for a lattice without any."""
+    finals: Dict[int, int] = {}
+    for i, (s, label) in enumerate(zip(src, labels)):
+        if label == -1:
+            if s in finals:
+                raise ValueError(f"{utt_id}: state {s} has two final arcs; Kaldi cannot represent that")
+            finals[s] = i
+    if not finals:
+        raise ValueError(f"{utt_id}: cannot write an empty lattice")
+    return finals
+
+
 def format_kaldi_text(fsa: k2.Fsa, utt_id: str) -> str:
     """One lattice (single k2 Fsa in the batch convention) as a CompactLattice text block.
 
     The k2 final state is dropped; each arc labelled -1 becomes a final-state line carrying its
-    weight. Raises ``ValueError`` if a state has two final arcs (not representable).
+    weight (:func:`final_arcs`).
 
     Returns:
         The block, ending with a blank line.
@@ -250,17 +265,6 @@ def format_kaldi_text(fsa: k2.Fsa, utt_id: str) -> str:
     labels = fsa.labels.tolist()
     am = format_floats(-fsa.am_scores)
     lm = format_floats(-fsa.lm_scores)
-    out = [utt_id]
-    finals = []
-    seen = set()
-    for i, (s, d, _) in enumerate(arcs):
-        if labels[i] == -1:
-            if s in seen:
-                raise ValueError(f"{utt_id}: state {s} has two final arcs; Kaldi cannot represent that")
-            seen.add(s)
-            finals.append(f"{s} {lm[i]},{am[i]},")
-        else:
-            out.append(f"{s} {d} {labels[i]} {lm[i]},{am[i]},")
-    if not finals:
-        raise ValueError(f"{utt_id}: cannot write an empty lattice")
-    return "\n".join(out + finals) + "\n\n"
+    finals = final_arcs([a[0] for a in arcs], labels, utt_id)
+    out = [utt_id] + [f"{s} {d} {labels[i]} {lm[i]},{am[i]}," for i, (s, d, _) in enumerate(arcs) if labels[i] != -1]
+    return "\n".join(out + [f"{s} {lm[i]},{am[i]}," for s, i in finals.items()]) + "\n\n"

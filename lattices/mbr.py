@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import k2
 import numpy as np
 
-from lattices.validate import arc_arrays, kahn_layers
+from lattices.validate import arc_arrays, arcs_by_layer, node_layers
 
 
 @dataclass
@@ -75,21 +75,15 @@ def _lattice(arrays, fsa_index: int, scores: np.ndarray, alpha: np.ndarray, labe
     word = np.maximum(labels[a0:a1], 0)
     al = alpha[s0:s1]
     weight = np.exp(al[src] + scores[a0:a1] - al[dst])
-    order = np.argsort(src, kind="stable")
-    splits = np.searchsorted(src[order], np.arange(n + 1))
     roots = np.zeros(n, dtype=bool)
     roots[0] = True
-    layer = kahn_layers(splits, dst[order], roots)
-    arc_layer = layer[dst]
-    by = np.argsort(arc_layer, kind="stable")
-    bounds = np.searchsorted(arc_layer[by], np.arange(1, int(layer.max()) + 2))
-    layers = [by[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+    layers = arcs_by_layer(node_layers(n, roots, src, dst)[dst])
     state_time = None
     if start_times is not None and end_times is not None:
         state_time = np.zeros(n)
         state_time[src] = start_times[a0:a1]
         state_time[dst] = end_times[a0:a1]
-    return _Lattice(n, src, dst, word, weight, state_time, [x for x in layers if len(x)])
+    return _Lattice(n, src, dst, word, weight, state_time, layers)
 
 
 def _with_eps(words: Sequence[int]) -> np.ndarray:

@@ -124,6 +124,23 @@ def kahn_layers(arc_splits: np.ndarray, dst: np.ndarray, roots: np.ndarray) -> n
     return layer
 
 
+def node_layers(num_nodes: int, roots: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """:func:`kahn_layers` for arcs ``src -> dst`` given in any order: ``[num_nodes]`` layer of
+    each node, ``-1`` for nodes not reached from ``roots`` (or on or after a cycle)."""
+    order = np.argsort(src, kind="stable")
+    splits = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=num_nodes))])
+    return kahn_layers(splits, dst[order], roots)
+
+
+def arcs_by_layer(arc_layer: np.ndarray) -> List[np.ndarray]:
+    """Arc indexes grouped by ``arc_layer`` (e.g. the layer of each arc's source or destination),
+    in increasing layer order; arcs with a negative layer are left out, empty groups dropped."""
+    order = np.argsort(arc_layer, kind="stable")
+    bounds = np.searchsorted(arc_layer[order], np.arange(int(arc_layer.max(initial=-1)) + 2))
+    groups = [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+    return [g for g in groups if len(g)]
+
+
 def cyclic_fsas(fsas: k2.Fsa) -> np.ndarray:
     """Which FSAs of an FsaVec contain a cycle.
 

@@ -64,15 +64,13 @@ def grid_errors(fsas: k2.Fsa, refs: Sequence[Sequence[str]], symbols: k2.SymbolT
         refs: ``[utt]`` reference words.
     """
     work = fsas.clone()
-    out = []
-    for w in sorted({w for _, _, w in grid}):
+    errors: Dict[Point, np.ndarray] = {}
+    for w in sorted({w for _, _, w in grid}):  # one interpolation per weight, then its scales
         work.lm_scores = interpolate_lm(fsas.old_lm_scores, fsas.afp_lm_scores, w)
-        for s, p, w2 in grid:
-            if w2 == w:
-                hyps = nbest(work, 1, scales=[(am_scale, s, p)] * fsas.shape[0])
-                out.append(((s, p, w), utterance_errors(refs, [[symbols.get(x) for x in h[0].words] for h in hyps])))
-    found = dict(out)
-    return np.stack([found[g] for g in grid])
+        for s, p, _ in (g for g in grid if g[2] == w):
+            hyps = nbest(work, 1, scales=[(am_scale, s, p)] * fsas.shape[0])
+            errors[(s, p, w)] = utterance_errors(refs, [[symbols.get(x) for x in h[0].words] for h in hyps])
+    return np.stack([errors[g] for g in grid])
 
 
 def tune(opts: RunOptions, lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
