@@ -45,6 +45,7 @@ help:
 	@echo "make demo      install, train a small AFP LM on bundled text, rescore bundled real lattices, print WER"
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
+	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
 	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
@@ -212,6 +213,31 @@ $(BENCH_LS_DIR)/lm/%/metrics.json: | $(BENCH_LS_DIR)/text/train.txt
 
 .PHONY: bench-librispeech-lms
 bench-librispeech-lms: $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS_RUNS))
+
+# LMs on the public-domain books (issue 12): 56M words, whole books held out. One epoch takes
+# many CPU hours: the job checkpoints every BOOKS_CHECKPOINT steps and a rerun of the same make
+# command resumes it (from last.pt) until metrics.json exists. BOOKS_MAX_STEPS caps the total.
+BOOKS ?= ../shared/data/text/books
+BOOKS_DIR ?= exp/books
+BOOKS_RUNS ?= afp4 bptt
+BOOKS_CHECKPOINT ?= 3000
+BOOKS_MAX_STEPS ?=
+BOOKS_LM_FLAGS ?= --cell lstm --layers 1 --embed 256 --hidden 256 --tie --batch-size 32 --lr 2e-3 \
+                  --epochs 1 --max-vocab 30000 --device $(DEVICE) --seed 1 --no-progress
+
+$(BOOKS_DIR)/text/train.txt.gz: | $(VENV)/.installed
+	cd bench && ../$(PY) prepare_books.py $(abspath $(BOOKS)) $(abspath $(@D)) \
+	  $(if $(wildcard $(DECODE_DIR)/ref.txt),--ref $(abspath $(DECODE_DIR)/ref.txt))
+
+$(BOOKS_DIR)/lm/%/metrics.json: | $(BOOKS_DIR)/text/train.txt.gz
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BOOKS_DIR)/text/train.txt.gz \
+	  --valid $(BOOKS_DIR)/text/valid.txt.gz --test $(BOOKS_DIR)/text/test.txt.gz --out $(@D) $(BOOKS_LM_FLAGS) \
+	  --checkpoint-every $(BOOKS_CHECKPOINT) $(if $(BOOKS_MAX_STEPS),--max-steps $(BOOKS_MAX_STEPS)) \
+	  $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*)) \
+	  $(if $(wildcard $(@D)/last.pt),--resume)
+
+.PHONY: books-lms
+books-lms: $(patsubst %,$(BOOKS_DIR)/lm/%/metrics.json,$(BOOKS_RUNS))
 
 NGRAM_ARPA ?= exp/ngram/en-us.arpa.gz
 

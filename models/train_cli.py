@@ -26,6 +26,8 @@ INPUT = click.Path(exists=True, dir_okay=False)
               help="afp: train the K-iteration fixed-point model; bptt: the exact RNN (cuDNN) as a reference.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, help="Maximum number of epochs.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimizer steps in total.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+              help="Also validate and checkpoint every N steps inside an epoch (model.pt if better, last.pt), so --resume continues mid-epoch; for corpora whose epoch outlasts a job.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Sentences per batch (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, help="Adam learning rate.")
 @click.option("--lr-decay", type=click.FloatRange(0, 1), default=0.5, help="LR factor after an epoch without validation gain.")

@@ -41,6 +41,7 @@ class TrainOptions:
     mode: str = "afp"
     epochs: int = 10
     max_steps: Optional[int] = None
+    checkpoint_every: Optional[int] = None
     batch_size: int = 32
     lr: float = 2e-3
     lr_decay: float = 0.5
@@ -151,7 +152,8 @@ class _Trainer:
         self.model.to(runtime.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opts.lr)
         self.state = {"epoch": 0, "step": 0, "best_valid_ppl": math.inf, "best_epoch": 0, "bad_epochs": 0,
-                      "lr": opts.lr, "train_tokens": 0.0, "train_seconds": 0.0, "history": []}
+                      "lr": opts.lr, "train_tokens": 0.0, "train_seconds": 0.0, "history": [],
+                      "batch": 0}  # batches of the current epoch already trained (a mid-epoch checkpoint)
         if resume:
             self.model.load_state_dict(resume["state_dict"])
             self.optimizer.load_state_dict(resume["extra"]["optimizer"])
@@ -207,48 +209,75 @@ class _Trainer:
     def out_of_steps(self) -> bool:
         return self.opts.max_steps is not None and self.state["step"] >= self.opts.max_steps
 
-    def run_epoch(self) -> None:
+    def run_epoch(self) -> bool:
+        """Train on the rest of the current epoch's batches (from ``state["batch"]`` on, so a
+        resumed run continues where its last checkpoint was). Every ``checkpoint_every`` steps,
+        validate and checkpoint without ending the epoch.
+
+        Returns:
+            True if the epoch was completed, False if ``max_steps`` stopped it part-way.
+        """
         epoch = self.state["epoch"]
         batches = self.epoch_batches(epoch)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.opts.epochs}", unit="batch", dynamic_ncols=True,
-                   disable=not (self.rt.is_main and self.opts.progress), mininterval=1.0)
+                   disable=not (self.rt.is_main and self.opts.progress), mininterval=1.0, initial=self.state["batch"])
         self.model.train()
-        t0, tokens = time.perf_counter(), 0
-        for batch in bar:
+        t_epoch = t0 = time.perf_counter()
+        shown = pending = 0  # tokens this run of the epoch (for the bar); tokens not yet counted in state
+        for batch in batches[self.state["batch"] :]:
             loss, n = self.step(batch)
-            tokens += n
-            elapsed = time.perf_counter() - t0
+            bar.update()
+            self.state["batch"] += 1
+            shown, pending = shown + n, pending + n
             bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{math.exp(min(loss, 50)):.1f}",
-                            tok_s=f"{tokens * self.rt.world_size / elapsed:.0f}", refresh=False)
+                            tok_s=f"{shown * self.rt.world_size / (time.perf_counter() - t_epoch):.0f}", refresh=False)
             if self.out_of_steps():
                 break
+            if self.opts.checkpoint_every and self.state["step"] % self.opts.checkpoint_every == 0:
+                self._count_time(t0, pending)
+                self.validate_and_checkpoint(end_of_epoch=False)
+                self.model.train()
+                t0, pending = time.perf_counter(), 0
+        bar.close()
+        self._count_time(t0, pending)
+        done = self.state["batch"] >= len(batches)
+        if done:
+            self.state["epoch"], self.state["batch"] = epoch + 1, 0
+        return done
+
+    def _count_time(self, t0: float, tokens: int) -> None:
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize(self.rt.device)
         self.state["train_seconds"] += time.perf_counter() - t0
         self.state["train_tokens"] += all_reduce_sum(tokens, self.rt)
-        self.state["epoch"] = epoch + 1
 
-    def validate_and_checkpoint(self) -> None:
+    def validate_and_checkpoint(self, end_of_epoch: bool = True) -> None:
+        """Validate; save ``model.pt`` if it improved; save ``last.pt``. Only at the end of an
+        epoch does a lack of gain count towards ``patience`` and decay the learning rate."""
         result = evaluate(self.model, self.valid_batches, self.rt.device, diagnostics=self.config.mode == "afp")
+        where = f"epoch {self.state['epoch'] + (0 if end_of_epoch else 1)}" + ("" if end_of_epoch else f" (batch {self.state['batch']})")
         if not math.isfinite(result.ppl):
-            raise ValueError(f"{self.opts.valid}: validation perplexity is {result.ppl} at epoch {self.state['epoch']}")
-        entry = {"epoch": self.state["epoch"], "step": self.state["step"], "lr": self.state["lr"], **result.to_dict("valid")}
+            raise ValueError(f"{self.opts.valid}: validation perplexity is {result.ppl} at {where}")
+        entry = {"epoch": self.state["epoch"], "batch": self.state["batch"], "step": self.state["step"],
+                 "lr": self.state["lr"], **result.to_dict("valid")}
         self.state["history"].append(entry)
         improved = result.ppl < self.state["best_valid_ppl"]
         if improved:
-            self.state.update(best_valid_ppl=result.ppl, best_epoch=self.state["epoch"], bad_epochs=0)
+            self.state.update(best_valid_ppl=result.ppl, best_epoch=self.state["epoch"], best_step=self.state["step"])
+            if end_of_epoch:
+                self.state["bad_epochs"] = 0
             if self.rt.is_main:
                 save_checkpoint(os.path.join(self.opts.out, "model.pt"), self.model, self.vocab,
                                 {"log_norm": result.log_norm_stats()})
-        else:
+        elif end_of_epoch:
             self.state["bad_epochs"] += 1
             self.state["lr"] *= self.opts.lr_decay
             for group in self.optimizer.param_groups:
                 group["lr"] = self.state["lr"]
         tokps = self.state["train_tokens"] / max(self.state["train_seconds"], 1e-9)
-        log.info("epoch %d step %d: valid ppl %.2f%s (best %.2f @ %d), lr %.3g, %.0f train tokens/s%s",
-                 self.state["epoch"], self.state["step"], result.ppl, "" if improved else " (no gain)",
-                 self.state["best_valid_ppl"], self.state["best_epoch"], self.state["lr"], tokps,
+        log.info("%s step %d: valid ppl %.2f%s (best %.2f @ step %d), lr %.3g, %.0f train tokens/s%s",
+                 where, self.state["step"], result.ppl, "" if improved else " (no gain)",
+                 self.state["best_valid_ppl"], self.state.get("best_step", 0), self.state["lr"], tokps,
                  "" if result.residual is None else f", fixed-point residual {result.residual:.2e}, gap to exact {result.gap_to_exact:.2e}")
         self.save_last()
 
@@ -261,7 +290,7 @@ class _Trainer:
         valid = evaluate(best, self.valid_batches, self.rt.device, diagnostics=self.config.mode == "afp")
         metrics: Dict[str, Any] = {
             "mode": self.opts.mode, "iterations": self.config.iterations, "epochs": self.state["epoch"],
-            "steps": self.state["step"], "best_epoch": self.state["best_epoch"],
+            "steps": self.state["step"], "best_epoch": self.state["best_epoch"], "best_step": self.state.get("best_step"),
             "train_tokens_per_s": self.state["train_tokens"] / max(self.state["train_seconds"], 1e-9),
             "train_seconds": self.state["train_seconds"], **valid.to_dict("valid"),
             "test_ppl": None, **self.summary(), "history": self.state["history"], **self.opts.extra,
@@ -300,8 +329,7 @@ def train_lm(opts: TrainOptions) -> Dict[str, Any]:
             ok = True
             return summary
         while not trainer.finished():
-            trainer.run_epoch()
-            trainer.validate_and_checkpoint()
+            trainer.validate_and_checkpoint(end_of_epoch=trainer.run_epoch())
         metrics: Dict[str, Any] = {}
         if runtime.is_main:  # rank 0 alone evaluates the best model and writes metrics
             metrics = trainer.final_metrics()

@@ -59,6 +59,9 @@ def comma_floats(ctx, param, value: Optional[str]):
                    "lattice at this beam (lattice-prune), then expand for the new LM [default: one expansion for both].")
 @click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None,
               help="--max-arcs of the first-pass expansion [default: --max-arcs].")
+@click.option("--lookahead/--no-lookahead", default=True,
+              help="Prune lattices too large for --max-arcs by scores with the LMs' one-word-context look-ahead in them, "
+                   "not by the lattice's scores alone (which for pocketsphinx lattices have no LM).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
 @click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,
               help="Lattices are read and rescored in batches of about this many input arcs (bounds memory).")
@@ -73,7 +76,7 @@ def comma_floats(ctx, param, value: Optional[str]):
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty,
                     scales_file, interpolate, nbest, ref, lm_scales,
-                    method, decode, iterations, device, max_arcs, first_pass_beam, first_pass_max_arcs, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
+                    method, decode, iterations, device, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
     """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
     lattices) with an AFP LM (or an ARPA n-gram).
@@ -92,7 +95,7 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
             lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize, unk=unk,
             rescore=RescoreOptions(method=method, decode=decode, first_pass_beam=first_pass_beam,
                                    first_pass_max_arcs=first_pass_max_arcs, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
-                                   max_batch=max_batch, lm_scales=lm_scales, progress=progress))
+                                   max_batch=max_batch, lm_scales=lm_scales, progress=progress, lookahead=lookahead))
         metrics = run_rescoring(opts)
     except ValueError as e:
         raise click.ClickException(str(e)) from None

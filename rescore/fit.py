@@ -15,7 +15,7 @@ narrowing the beam only removes paths. Beam 0 keeps just the best-path arcs (all
 several paths tie), which is the smallest lattice this module tries.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import k2
 import numpy as np
@@ -58,6 +58,7 @@ def expand_within(
     history_labels: Optional[torch.Tensor] = None,
     max_arcs: Optional[int] = None,
     beams: Sequence[float] = DEFAULT_BEAMS,
+    prune_scores: Optional[Callable[[k2.Fsa, List[int], Optional[torch.Tensor]], torch.Tensor]] = None,
 ) -> Tuple[Expansion, Dict[int, PruneInfo], Dict[int, str]]:
     """Expand every lattice to unique ``order``-token histories, pruning those that exceed ``max_arcs``.
 
@@ -74,6 +75,10 @@ def expand_within(
         max_arcs: the bound on expanded arcs per utterance; None expands everything unpruned.
         beams: beams to try, non-increasing and ``>= 0``; end with 0 to guarantee the smallest
             lattice is tried.
+        prune_scores: ``(fsas of the over-budget utterances, their input indexes, their arcs'
+            history tokens) -> [num_arcs]`` float64 best-path-through scores (``<= 0``, 0 on a
+            best path) that the beam applies to, e.g. :meth:`rescore.lookahead.Lookahead.viterbi`;
+            default: :func:`lattices.posteriors.arc_viterbi_scores` of their ``scores``.
 
     Returns:
         ``(expansion, pruned, failures)``:
@@ -115,8 +120,6 @@ def expand_within(
     arc_splits = fsa_arc_splits(fsas)
     setattr(sub, _ARC_INDEX, torch.from_numpy(out_arcs(arc_splits, np.asarray(over))[1]).to(fsas.device))
     labels = None if history_labels is None else history_labels.cpu()
-    viterbi = arc_viterbi_scores(sub)  # computed once; every round prunes by it
-    on_best = best_path_arcs(sub, viterbi)
     utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
     beam_table = torch.tensor(beams, dtype=torch.float64)
 
@@ -130,6 +133,9 @@ def expand_within(
 
     def tokens_of(small: k2.Fsa) -> Optional[torch.Tensor]:
         return None if labels is None else labels[getattr(small, _ARC_INDEX).long().cpu()]
+
+    viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(sub, over, tokens_of(sub))
+    on_best = best_path_arcs(sub, viterbi)  # both computed once; every round prunes by them
 
     # Bisection over the beams, all over-budget utterances at once: each round prunes every
     # utterance still searching at its own middle beam and counts the expansions in one pass.

@@ -29,6 +29,7 @@ from .arc_scores import arc_lm_scores, history_tokens
 from .combine import rescored_lattices
 from .expand import Expansion
 from .fit import PruneInfo, expand_within
+from .lookahead import Lookahead
 from .nbest_exact import rescore_nbest_exact
 from .scorers import Scorer
 
@@ -62,6 +63,9 @@ class RescoreOptions:
             ``nbest-exact`` always takes its N-best from such a first pass when there is an old LM
             (pruned only when this is given).
         first_pass_max_arcs: ``max_arcs`` of the first-pass expansion (default ``max_arcs``).
+        lookahead: prune the lattices that must be pruned to fit ``max_arcs`` by scores that
+            include the LMs with one word of context (:mod:`rescore.lookahead`), not by the
+            lattice's own scores alone.
     """
 
     method: str = "afp"
@@ -76,6 +80,7 @@ class RescoreOptions:
     decode: str = "viterbi"
     first_pass_beam: Optional[float] = None
     first_pass_max_arcs: Optional[int] = None
+    lookahead: bool = True
 
     def __post_init__(self) -> None:
         if self.first_pass_beam is not None and self.first_pass_beam < 0:
@@ -145,15 +150,24 @@ class ScoredExpansion:
 
 def expand_and_score(
     fsas: k2.Fsa, symbols: k2.SymbolTable, lms: Sequence[Scorer], order: int, max_arcs: Optional[int],
-    max_batch: int = 4096, progress: bool = False,
+    max_batch: int = 4096, progress: bool = False, lookahead: Optional[Tuple[List[Scales], Sequence[float], float]] = None,
 ) -> ScoredExpansion:
     """Expand ``fsas`` to unique ``order``-token histories (pruning to ``max_arcs`` by the beam on
-    ``fsas.scores``) and score every expanded arc with each LM of ``lms`` in one pass per LM."""
+    ``fsas.scores``) and score every expanded arc with each LM of ``lms`` in one pass per LM.
+
+    With ``lookahead = (scales [utt], weight of each LM, weight of the lattice's lm_scores)`` the
+    beam applies to those scores with the LMs' one-word-context look-ahead in them
+    (:mod:`rescore.lookahead`)."""
     t0 = time.perf_counter()
     token_of_symbol, tables = history_tokens(symbols, [lm.vocab for lm in lms])
     labels = fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
-    expansion, pruned, failures = expand_within(fsas, order, len(tables[0]) - 1, tokens, max_arcs)
+    bos = len(tables[0]) - 1
+    la = None
+    if lookahead is not None:
+        scales, weights, lattice_lm_weight = lookahead
+        la = Lookahead(list(zip(lms, tables)), weights, lattice_lm_weight, scales, symbols, bos, max_batch).viterbi
+    expansion, pruned, failures = expand_within(fsas, order, bos, tokens, max_arcs, prune_scores=la)
     t1 = time.perf_counter()
     scored = [arc_lm_scores(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
     return ScoredExpansion(expansion, pruned, failures, [s for s, _ in scored], scored[0][1], t1 - t0, time.perf_counter() - t1)
@@ -184,7 +198,8 @@ def first_pass(batch: LatticeBatch, old: Scorer, scales: List[Scales], opts: Res
     with ``opts.first_pass_beam``, prune the result at that beam at each utterance's scales."""
     t0 = time.perf_counter()
     done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
-                            opts.first_pass_max_arcs or opts.max_arcs, opts.max_batch, opts.progress)
+                            opts.first_pass_max_arcs or opts.max_arcs, opts.max_batch, opts.progress,
+                            (scales, [1.0], 0.0) if opts.lookahead else None)
     fsas = rescored_lattices(done.expansion.fsas, done.expansion.fsas.lm_scores, done.scores[0], 1.0)
     kept = done.expansion.kept
     kept_scales = [scales[i] for i in kept]
@@ -212,7 +227,10 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
                          "to run it as AFP-K, or use --method nbest-exact")
     order = opts.order or max(c for c in contexts if c is not None)
     lms = [scorer] + ([old] if old is not None else [])
-    done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, lms, order, opts.max_arcs, opts.max_batch, opts.progress)
+    w = opts.interpolate
+    la = (scales, [w, 1.0 - w], 0.0) if old is not None else (scales, [w], 1.0 - w)
+    done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, lms, order, opts.max_arcs,
+                            opts.max_batch, opts.progress, la if opts.lookahead else None)
     expansion, new_lm = done.expansion, done.scores[0]
     old_lm = done.scores[1] if old is not None else expansion.fsas.lm_scores
     t2 = time.perf_counter()

@@ -42,12 +42,13 @@ def _grid(values) -> str:
 @click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
               help="As for afp-rescore: with --old-lm, its own expansion pruned at this beam first.")
 @click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None, help="As for afp-rescore.")
+@click.option("--lookahead/--no-lookahead", default=True, help="As for afp-rescore.")
 @click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000, help="Input arcs per batch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
 @click.option("--normalize/--no-normalize", default=True, help="As for afp-rescore (--no-normalize: self-normalised LMs only).")
 @click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case].")
 def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
-                 prune_word_penalty, rounds, iterations, max_arcs, first_pass_beam, first_pass_max_arcs, batch_arcs, device, normalize, unk) -> None:
+                 prune_word_penalty, rounds, iterations, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, batch_arcs, device, normalize, unk) -> None:
     """Rescore the dev-set LATTICES once and grid-search the LM scale, word penalty and
     interpolation weight on the same scored lattices; write the best as OUT (scales.json, for
     afp-rescore --scales)."""
@@ -55,7 +56,7 @@ def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales
                       lm_scale=prune_lm_scale, word_penalty=prune_word_penalty, ref=ref, device=device, batch_arcs=batch_arcs,
                       normalize=normalize, unk=unk,
                       rescore=RescoreOptions(order=iterations, max_arcs=max_arcs, first_pass_beam=first_pass_beam,
-                                             first_pass_max_arcs=first_pass_max_arcs, progress=False))
+                                             first_pass_max_arcs=first_pass_max_arcs, lookahead=lookahead, progress=False))
     try:
         result = tune(opts, lm_scales, word_penalties, weights, rounds)
     except ValueError as e:

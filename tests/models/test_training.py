@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from models.checkpoint import load_payload
 from models.lm import AFPLanguageModel
 from models.ppl_cli import ppl_command
 from models.train_cli import train_command
@@ -82,6 +83,21 @@ def test_resume_continues_and_rejects_mismatches(corpus, tmp_path):
     assert other.exit_code != 0 and "vocabulary" in other.output
     fresh = run_train(*base_args(corpus, tmp_path / "none", "--resume"))
     assert fresh.exit_code != 0 and "no resumable checkpoint" in fresh.output
+
+
+def test_resume_mid_epoch_equals_an_uninterrupted_run(corpus, tmp_path):
+    """--checkpoint-every: a run stopped inside an epoch and resumed ends with the same weights
+    as one that was never stopped (10 batches per epoch here)."""
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert run_train(*base_args(corpus, straight, "--epochs", "1", "--checkpoint-every", "3")).exit_code == 0
+    assert run_train(*base_args(corpus, interrupted, "--epochs", "1", "--checkpoint-every", "3", "--max-steps", "4")).exit_code == 0
+    stopped = json.loads((interrupted / "metrics.json").read_text())
+    assert stopped["epochs"] == 0 and stopped["steps"] == 4
+    assert run_train(*base_args(corpus, interrupted, "--epochs", "1", "--checkpoint-every", "3", "--resume")).exit_code == 0
+    a, b = (load_payload(str(d / "last.pt"))["state_dict"] for d in (straight, interrupted))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((interrupted / "metrics.json").read_text())["history"]
+    assert [(h["epoch"], h["batch"], h["step"]) for h in history] == [(0, 3, 3), (0, 4, 4), (0, 6, 6), (0, 9, 9), (1, 0, 10)]
 
 
 def test_empty_training_file_is_a_clear_error(corpus, tmp_path):

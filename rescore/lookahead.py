@@ -1,0 +1,86 @@
+"""LM look-ahead for the pruning that makes an expansion fit ``--max-arcs``.
+
+A lattice without LM scores (pocketsphinx writes none) pruned by its acoustic and word-penalty
+scores alone loses the paths the LM would have chosen: a string of short, acoustically good words
+beats the right words before any LM has seen them. So the beam of :func:`rescore.fit.expand_within`
+is applied to scores that already contain a cheap version of the LM: the same LMs with **one word
+of context** (a bigram for an n-gram; for an AFP model, its exact state over the previous word).
+That needs only the order-1 expansion, which splits each state by its incoming word and so stays
+close to the lattice's size, and one LM pass over its few distinct one-word histories.
+
+The look-ahead score of an arc is the combination the final search uses, with one-word contexts::
+
+    la = (1 − w)·(old LM, or the lattice's LM scores) + w·(new LM)
+
+and the pruning scores are the lattice's scaled scores with ``lm_scale·lm`` replaced by
+``lm_scale·la``. Each input arc gets the best Viterbi score of its copies in the order-1
+expansion, so pruning stays nested in the beam and keeps a complete best path.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import k2
+import numpy as np
+import torch
+
+from lattices.posteriors import arc_viterbi_scores
+from lattices.validate import arc_arrays
+
+from .arc_scores import arc_lm_scores
+from .expand import expand_histories
+from .scorers import Scorer
+
+Scales = Tuple[float, float, float]  # (am_scale, lm_scale, word_penalty)
+
+
+@dataclass
+class Lookahead:
+    """What the look-ahead needs besides the lattices.
+
+    Attributes:
+        lms: the LMs and their token tables (:func:`rescore.arc_scores.history_tokens`).
+        weights: each LM's weight in the combination (``w`` for the new LM, ``1 − w`` for the old).
+        lattice_lm_weight: the weight of the lattices' own ``lm_scores`` (``1 − w`` without an old LM).
+        scales: ``[utt]`` the scales of every input utterance.
+        symbols: the lattices' word table.
+        bos: the history token of ``<s>``.
+        max_batch: distinct histories per LM chunk.
+    """
+
+    lms: Sequence[Tuple[Scorer, torch.Tensor]]
+    weights: Sequence[float]
+    lattice_lm_weight: float
+    scales: Sequence[Scales]
+    symbols: k2.SymbolTable
+    bos: int
+    max_batch: int = 4096
+
+    def viterbi(self, fsas: k2.Fsa, utts: List[int], tokens: Optional[torch.Tensor]) -> torch.Tensor:
+        """Per-arc best-path-through scores under the look-ahead (see the module docstring).
+
+        Args:
+            fsas: FsaVec ``[utt][state][arc]``, the input utterances ``utts`` (indexes into
+                ``scales``), with ``scores`` at their scales and ``lm_scores``. Not mutated.
+            utts: ``[len(fsas)]`` the input index of each FSA.
+            tokens: ``[num_arcs]`` history tokens of the arcs (``token_of_symbol`` of
+                :func:`rescore.arc_scores.history_tokens` at their labels).
+
+        Returns:
+            ``[num_arcs]`` float64, ``<= 0``, 0 on the look-ahead's best path (as
+            :func:`lattices.posteriors.arc_viterbi_scores`).
+        """
+        assert tokens is not None, "the look-ahead needs the arcs' history tokens"
+        one = expand_histories(fsas, 1, self.bos, history_labels=tokens)
+        arc_map = one.arc_map.to(fsas.scores.device)
+        lattice_lm = fsas.lm_scores.double()[arc_map]
+        la = self.lattice_lm_weight * lattice_lm
+        for (lm, table), weight in zip(self.lms, self.weights):
+            if weight:
+                la = la + weight * arc_lm_scores(one, lm, self.symbols, table, self.max_batch)[0].double().to(la.device)
+        lm_scale = torch.tensor([float(self.scales[u][1]) for u in utts], dtype=torch.float64)
+        per_arc = lm_scale[torch.from_numpy(arc_arrays(one.fsas).fsa_of_arc)].to(la.device)
+        expanded = one.fsas.clone()
+        expanded.scores = (fsas.scores.double()[arc_map] + per_arc * (la - lattice_lm)).to(fsas.scores.dtype)
+        best = np.full(fsas.num_arcs, -np.inf)
+        np.maximum.at(best, one.arc_map.cpu().numpy(), arc_viterbi_scores(expanded).cpu().numpy())
+        return torch.from_numpy(best).to(fsas.scores.device)
