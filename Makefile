@@ -236,6 +236,21 @@ $(BOOKS_DIR)/lm/%/metrics.json: | $(BOOKS_DIR)/text/train.txt.gz
 	  $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*)) \
 	  $(if $(wildcard $(@D)/last.pt),--resume)
 
+# The small AFP-4 LM shipped with the demo (data/demo/books-afp4-128.pt): 1x128 LSTM, 10k words,
+# DEMO_LM_STEPS steps of 32 sentences on the books (about 6.6M tokens).
+DEMO_LM_STEPS ?= 12000
+
+$(BOOKS_DIR)/lm/demo/metrics.json: | $(BOOKS_DIR)/text/train.txt.gz
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BOOKS_DIR)/text/train.txt.gz \
+	  --valid $(BOOKS_DIR)/text/valid.txt.gz --test $(BOOKS_DIR)/text/test.txt.gz --out $(@D) \
+	  --cell lstm --layers 1 --embed 128 --hidden 128 --tie --batch-size 32 --lr 3e-3 --epochs 1 \
+	  --max-vocab 10000 --max-steps $(DEMO_LM_STEPS) --checkpoint-every 2000 --mode afp --iterations 4 \
+	  --device $(DEVICE) --seed 1 --no-progress $(if $(wildcard $(@D)/last.pt),--resume)
+
+.PHONY: demo-lm
+demo-lm: $(BOOKS_DIR)/lm/demo/metrics.json
+	cp $(BOOKS_DIR)/lm/demo/model.pt $(DEMO_DATA)/books-afp4-128.pt
+
 .PHONY: books-lms
 books-lms: $(patsubst %,$(BOOKS_DIR)/lm/%/metrics.json,$(BOOKS_RUNS))
 

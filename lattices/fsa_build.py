@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from lattices.lattice_batch import LatticeBatch
-from lattices.normalize import NormalizationRules, normalize_word
+from lattices.normalize import NormalizationRules, epsilon_penalty, normalize_word
 from lattices.symbols import build_symbols
 from lattices.validate import node_layers, out_arcs, select_lattices
 
@@ -126,6 +126,17 @@ def _type_ids(lat: ArcList, rules: NormalizationRules, symbols: k2.SymbolTable, 
                                  f"{rules.oov!r} to map it to")
         ids[i] = cache[w]
     return ids
+
+
+def _with_penalties(lat: ArcList, rules: NormalizationRules) -> ArcList:
+    """``lat`` with the silence/filler/``!NULL`` penalties of ``rules`` added to its arcs'
+    acoustic scores (:func:`lattices.normalize.epsilon_penalty`); ``lat`` itself is not changed."""
+    if not (rules.silence_penalty or rules.filler_penalty or rules.null_penalty):
+        return lat
+    penalty = np.array([epsilon_penalty(w, rules) for w in lat.word_types], dtype=np.float64)
+    if not penalty.any():
+        return lat
+    return replace(lat, am=lat.am + penalty[lat.word_index])
 
 
 def used_node_ids(num_nodes: int, ids: Sequence[np.ndarray]) -> Optional[np.ndarray]:
@@ -223,7 +234,7 @@ def build_batch(
         try:
             _check_ranges(lat)
             _check_scores(lat)
-            compact = _compact(lat)
+            compact = _with_penalties(_compact(lat), rules)
             labels.append(_type_ids(compact, rules, symbols, given, cache)[compact.word_index])
         except ValueError as e:
             problem[id(lat)] = str(e)

@@ -21,6 +21,15 @@ Defaults (``NormalizationRules()``), applied in this order:
 ``raw=True`` (:meth:`NormalizationRules.raw_words`) keeps every word except rule 1 exactly as
 written; round trips use it.
 
+Penalties for the words that become epsilon (:func:`epsilon_penalty`): a recognizer's search
+scores silence and filler words with penalties the lattice may lack (pocketsphinx's ``-silprob``
+and ``-fillprob``, Kaldi's silence probability in the lexicon). ``silence_penalty`` applies to
+silences (``<sil>``, ``SIL``, ``sp``, ...), ``filler_penalty`` to fillers (``[NOISE]``,
+``++GARBAGE++``, ``<noise>``, ...) and ``null_penalty`` to ``!NULL`` (pocketsphinx writes every
+filler, silence included, as ``!NULL``). The readers add them to the arc's acoustic score, as
+pocketsphinx adds its penalties to the acoustic score of filler links
+(``ps_lattice_penalize_fillers``).
+
 Out-of-vocabulary words (a word not in a *given* ``words.txt``) map to ``oov`` (default
 ``<unk>``) when the table has that symbol; otherwise (or with ``oov=None``) the utterance fails
 with a ``ValueError`` naming the file, utterance and word. This is handled in
@@ -41,6 +50,10 @@ DEFAULT_EPSILON_WORDS: FrozenSet[str] = frozenset(
 )
 DEFAULT_FILLER_PATTERNS: Tuple[str, ...] = (r"\[[^\]]*\]", r"<[^>]*>", r"\+\+.*\+\+")
 DEFAULT_KEEP_WORDS: FrozenSet[str] = frozenset({"<unk>", "<UNK>"})
+SILENCE_WORDS: FrozenSet[str] = frozenset(
+    {"<sil>", "<SIL>", "!SIL", "SIL", "sil", "<silence>", "SILENCE", "<sp>", "sp"})
+SENTENCE_MARKERS: FrozenSet[str] = frozenset(
+    {"<s>", "</s>", "!SENT_START", "!SENT_END", "!ENTER", "!EXIT", "#0", "<eps>", ""})
 _VARIANT = re.compile(r"^(.+)\(\d+\)$")
 
 
@@ -57,6 +70,8 @@ class NormalizationRules:
         case: ``None``, ``"upper"`` or ``"lower"``.
         oov: symbol used for words missing from a given ``words.txt`` (if the table has it);
             ``None`` makes such words an error.
+        silence_penalty, filler_penalty, null_penalty: log-score added to the acoustic score of
+            arcs whose word is a silence, a filler or ``!NULL`` (see the module docstring).
     """
 
     raw: bool = False
@@ -66,6 +81,9 @@ class NormalizationRules:
     strip_variants: bool = True
     case: Optional[str] = None
     oov: Optional[str] = "<unk>"
+    silence_penalty: float = 0.0
+    filler_penalty: float = 0.0
+    null_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.case not in (None, "upper", "lower"):
@@ -116,6 +134,25 @@ def normalize_word(word: str, rules: NormalizationRules) -> Optional[str]:
     elif rules.case == "lower" and word not in rules.keep_words:
         word = word.lower()
     return word
+
+
+def epsilon_penalty(word: Optional[str], rules: NormalizationRules) -> float:
+    """The penalty added to the acoustic score of an arc carrying ``word``: ``null_penalty`` for
+    ``!NULL``, ``silence_penalty`` for a silence, ``filler_penalty`` for any other word the rules
+    make epsilon except sentence markers and ``<eps>``; 0 for a word the rules keep.
+
+    Args:
+        word: the word as written in the lattice (None: no word).
+        rules: the rules (and penalties) to apply.
+    """
+    if word is None or word in SENTENCE_MARKERS or normalize_word(word, rules) is not None:
+        return 0.0
+    if word == "!NULL":
+        return rules.null_penalty
+    m = _VARIANT.match(word) if rules.strip_variants else None
+    if (m.group(1) if m else word) in SILENCE_WORDS:
+        return rules.silence_penalty
+    return rules.filler_penalty
 
 
 def normalize_words(words: Iterable[str], rules: NormalizationRules) -> List[str]:

@@ -5,8 +5,9 @@ from typing import Optional
 
 import click
 
-from lattices.cli.common import LATTICE_PATH, frame_options, plain_warnings
+from lattices.cli.common import LATTICE_PATH, frame_options, penalty_options, plain_warnings
 from lattices.reader import FORMATS
+from lattices.normalize import NormalizationRules
 from lattices.writer import WRITE_FORMATS
 
 from .pipeline import DECODES, METHODS, RescoreOptions
@@ -34,6 +35,7 @@ def comma_floats(ctx, param, value: Optional[str]):
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format (auto: from the content).")
 @click.option("--words", type=INPUT, help="words.txt of Kaldi lattices [default: one next to the archive, else the ids are the words].")
 @frame_options
+@penalty_options
 @click.option("--am-scale", type=float, default=None, help="Acoustic scale [default: lattice header, else 1].")
 @click.option("--lm-scale", type=float, default=None, help="LM scale [default: lattice header, else 1].")
 @click.option("--word-penalty", type=float, default=None, help="Per-word score added [default: lattice header, else 0].")
@@ -74,7 +76,7 @@ def comma_floats(ctx, param, value: Optional[str]):
               help="Format of --write-lattices (kaldi: binary archive, kaldi-text: ark,t) [default: the input's].")
 @click.option("--force", is_flag=True, help="Redo a job whose OUT/metrics.json already exists.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, am_scale, lm_scale, word_penalty,
+def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, rules, am_scale, lm_scale, word_penalty,
                     scales_file, interpolate, nbest, ref, lm_scales,
                     method, decode, iterations, device, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
@@ -87,13 +89,13 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
     """
     plain_warnings()
     try:
-        am_scale, lm_scale, word_penalty, interpolate = _with_scales_file(scales_file, am_scale, lm_scale, word_penalty, interpolate)
+        am_scale, lm_scale, word_penalty, interpolate = _with_scales_file(scales_file, am_scale, lm_scale, word_penalty, interpolate, rules)
         opts = RunOptions(
             lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words,
             frame_seconds=frame_shift * frame_subsampling_factor, am_scale=am_scale, lm_scale=lm_scale,
             word_penalty=word_penalty, shard=parse_shard(shard), ref=ref, write_lattices=write_lattices,
             lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize, unk=unk,
-            rescore=RescoreOptions(method=method, decode=decode, first_pass_beam=first_pass_beam,
+            rules=rules, rescore=RescoreOptions(method=method, decode=decode, first_pass_beam=first_pass_beam,
                                    first_pass_max_arcs=first_pass_max_arcs, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
                                    max_batch=max_batch, lm_scales=lm_scales, progress=progress, lookahead=lookahead))
         metrics = run_rescoring(opts)
@@ -112,17 +114,22 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
         sys.exit(1)
 
 
-def _with_scales_file(path: Optional[str], am_scale, lm_scale, word_penalty, interpolate):
-    """The scales of ``--scales FILE`` (afp-tune's scales.json), or the options as given."""
+def _with_scales_file(path: Optional[str], am_scale, lm_scale, word_penalty, interpolate, rules: NormalizationRules):
+    """The scales of ``--scales FILE`` (afp-tune's scales.json), or the options as given. The
+    silence/filler/``!NULL`` penalties must be those the file was tuned with."""
     if path is None:
         return am_scale, lm_scale, word_penalty, 1.0 if interpolate is None else interpolate
     given = [n for n, v in (("--am-scale", am_scale), ("--lm-scale", lm_scale), ("--word-penalty", word_penalty),
                             ("--interpolate", interpolate)) if v is not None]
     if given:
         raise ValueError(f"--scales {path} sets the scales; do not also give {', '.join(given)}")
-    from .tune import read_scales
+    from .tune import penalties_of, read_penalties, read_scales
 
     s = read_scales(path)
+    tuned_with = read_penalties(path)
+    if tuned_with != penalties_of(rules):
+        raise ValueError(f"--scales {path} was tuned with penalties {tuned_with}; give the same "
+                         f"--silence-penalty/--filler-penalty/--null-penalty (given: {penalties_of(rules)})")
     return s.am_scale, s.lm_scale, s.word_penalty, s.interpolate
 
 

@@ -249,8 +249,9 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     else:
         out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch))
     t3 = time.perf_counter()  # search: n-best, the sweep, and MBR or the CTM alignment
-    if opts.keep_lattices:
-        out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept])
+    if opts.keep_lattices:  # the headers say the scales of the 1-best, as Kaldi/HTK lattices do
+        headers = [{**batch.headers[i], "acscale": a, "lmscale": s, "wdpenalty": p} for i, (a, s, p) in zip(kept, kept_scales)]
+        out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, headers)
     out.failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
     out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
     out.stats = {**out.stats, "arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from lattices.fsa_build import Failure
 from lattices.lattice_batch import LatticeBatch, resolve_scales, warn_if_default_lm_scale
 from lattices.nbest import hypothesis_records
+from lattices.normalize import NormalizationRules
 from lattices.reader import expand_paths, iter_lattice_batches
 from lattices.symbols import write_symbols
 from lattices.ctm import format_ctm
@@ -54,6 +55,7 @@ class RunOptions:
     batch_arcs: int = 20_000
     normalize: bool = True
     unk: Optional[str] = None
+    rules: NormalizationRules = field(default_factory=NormalizationRules)
     rescore: RescoreOptions = field(default_factory=RescoreOptions)
 
 
@@ -77,7 +79,7 @@ def _batches(opts: RunOptions) -> Tuple[Iterator[Tuple[LatticeBatch, List[Failur
     report_files = by_file or i == 0
     failures = [(f.source, f.message) for f in fails] if report_files else []
     keep = None if by_file or n == 1 else (lambda k: k % n == i)
-    stream = iter_lattice_batches(files[i::n] if by_file else files, opts.fmt, opts.words, batch_arcs=opts.batch_arcs,
+    stream = iter_lattice_batches(files[i::n] if by_file else files, opts.fmt, opts.words, opts.rules, batch_arcs=opts.batch_arcs,
                                   keep=keep, file_failures=report_files, frame_seconds=opts.frame_seconds)
     return stream, failures
 

@@ -20,6 +20,7 @@ import kaldialign
 import numpy as np
 
 from lattices.nbest import nbest
+from lattices.normalize import NormalizationRules
 from lattices.validate import select_lattices
 from models.distributed import resolve_device
 from models.files import atomic_open, read_references, read_text
@@ -142,6 +143,21 @@ def write_scales(path: str, scales: TunedScales, info: Mapping[str, object]) -> 
     with atomic_open(path) as f:
         json.dump({**asdict(scales), **info}, f, indent=2)
         f.write("\n")
+
+
+def penalties_of(rules: NormalizationRules) -> Dict[str, float]:
+    """The silence/filler/``!NULL`` penalties of ``rules``, as ``scales.json`` records them."""
+    return {"silence_penalty": rules.silence_penalty, "filler_penalty": rules.filler_penalty,
+            "null_penalty": rules.null_penalty}
+
+
+def read_penalties(path: str) -> Dict[str, float]:
+    """The penalties ``scales.json`` was tuned with (0 for those a file does not record)."""
+    try:
+        d = json.loads(read_text(path))
+        return {k: float(d.get(k, 0.0)) for k in penalties_of(NormalizationRules())}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a scales.json written by afp-tune ({type(e).__name__}: {e})") from None
 
 
 def read_scales(path: str) -> TunedScales:

@@ -3,13 +3,13 @@ import sys
 
 import click
 
-from lattices.cli.common import LATTICE_PATH
+from lattices.cli.common import LATTICE_PATH, penalty_options
 from lattices.reader import FORMATS
 
 from .cli import comma_floats
 from .pipeline import RescoreOptions
 from .run import RunOptions
-from .tune import DEFAULT_LM_SCALES, DEFAULT_PENALTIES, DEFAULT_WEIGHTS, tune, write_scales
+from .tune import DEFAULT_LM_SCALES, DEFAULT_PENALTIES, DEFAULT_WEIGHTS, penalties_of, tune, write_scales
 
 INPUT = click.Path(exists=True, dir_okay=False)
 
@@ -26,6 +26,7 @@ def _grid(values) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The scales.json to write.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format.")
 @click.option("--words", type=INPUT, help="words.txt of Kaldi lattices.")
+@penalty_options
 @click.option("--am-scale", type=float, default=1.0, help="Acoustic scale (kept fixed: the other scales are relative to it).")
 @click.option("--lm-scales", callback=comma_floats, default=_grid(DEFAULT_LM_SCALES), help="LM scales to try.")
 @click.option("--word-penalties", callback=comma_floats, default=_grid(DEFAULT_PENALTIES), help="Word penalties to try.")
@@ -47,14 +48,14 @@ def _grid(values) -> str:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
 @click.option("--normalize/--no-normalize", default=True, help="As for afp-rescore (--no-normalize: self-normalised LMs only).")
 @click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case].")
-def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
+def tune_command(lattices, lm, old_lm, ref, out, fmt, words, rules, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
                  prune_word_penalty, rounds, iterations, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, batch_arcs, device, normalize, unk) -> None:
     """Rescore the dev-set LATTICES once and grid-search the LM scale, word penalty and
     interpolation weight on the same scored lattices; write the best as OUT (scales.json, for
     afp-rescore --scales)."""
     opts = RunOptions(lattices=list(lattices), lm=lm, old_lm=old_lm, out=out, fmt=fmt, words=words, am_scale=am_scale,
                       lm_scale=prune_lm_scale, word_penalty=prune_word_penalty, ref=ref, device=device, batch_arcs=batch_arcs,
-                      normalize=normalize, unk=unk,
+                      normalize=normalize, unk=unk, rules=rules,
                       rescore=RescoreOptions(order=iterations, max_arcs=max_arcs, first_pass_beam=first_pass_beam,
                                              first_pass_max_arcs=first_pass_max_arcs, lookahead=lookahead, progress=False))
     try:
@@ -63,7 +64,7 @@ def tune_command(lattices, lm, old_lm, ref, out, fmt, words, am_scale, lm_scales
         raise click.ClickException(str(e)) from None
     s = result["scales"]
     ranked = sorted(result["grid"], key=lambda g: g[3])
-    write_scales(out, s, {"errors": result["errors"], "ref_words": result["ref_words"], "utterances": result["utterances"],
+    write_scales(out, s, {**penalties_of(rules), "errors": result["errors"], "ref_words": result["ref_words"], "utterances": result["utterances"],
                           "lm": lm, "old_lm": old_lm, "ref": ref, "rounds": result["rounds"], "grid": result["grid"]})
     for f_source, message in result["failures"]:
         click.echo(f"failed: {f_source}: {message}", err=True)

@@ -1,4 +1,4 @@
-"""``afp-lattice``: inspect, convert, n-best, oracle-score and draw word lattices.
+"""``afp-lattice``: inspect, convert, prune, n-best, oracle-score and draw word lattices.
 
 Each subcommand lives in its own module and calls one library function; shared options are in
 :mod:`lattices.cli.common`. Batch behaviour: a bad file or utterance is reported on stderr as
@@ -14,6 +14,7 @@ from lattices.cli.draw import draw
 from lattices.cli.info import info
 from lattices.cli.nbest import nbest
 from lattices.cli.oracle import oracle
+from lattices.cli.prune import prune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +22,7 @@ def cli() -> None:
     """Word-lattice tools for afp-rescore (k2 FsaVecs; HTK SLF, Kaldi and k2 formats)."""
 
 
-for _command in (info, convert, nbest, oracle, draw):
+for _command in (info, convert, prune, nbest, oracle, draw):
     cli.add_command(_command)
 
 

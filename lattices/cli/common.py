@@ -70,6 +70,23 @@ def frame_options(func: Callable) -> Callable:
                         help="Seconds per frame, for word times from Kaldi transition ids.")(func)
 
 
+def penalty_options(func: Callable) -> Callable:
+    """Decorator adding ``--silence-penalty``, ``--filler-penalty`` and ``--null-penalty``; the
+    command receives them as ``rules`` (:class:`lattices.normalize.NormalizationRules`)."""
+    from lattices.normalize import NormalizationRules
+
+    @functools.wraps(func)
+    def inner(*args, silence_penalty, filler_penalty, null_penalty, **kwargs):
+        rules = NormalizationRules(silence_penalty=silence_penalty, filler_penalty=filler_penalty, null_penalty=null_penalty)
+        return func(*args, rules=rules, **kwargs)
+
+    for name, what in (("null", "!NULL (pocketsphinx writes every filler, silence too, as !NULL)"),
+                       ("filler", "fillers ([NOISE], ++GARBAGE++, <noise>, ...)"), ("silence", "silences (<sil>, SIL, sp, ...)")):
+        inner = click.option(f"--{name}-penalty", type=float, default=0.0, show_default=True,
+                             help=f"Log-score added to the acoustic score of arcs of {what}, which become epsilon.")(inner)
+    return inner
+
+
 def lattice_inputs(func: Callable) -> Callable:
     """Decorator adding ``LATTICES...`` (files, directories, list files or Kaldi rspecifiers),
     ``--format``, ``--words`` and the frame options; the command receives them as one

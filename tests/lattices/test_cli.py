@@ -1,3 +1,4 @@
+import gzip
 import json
 import os
 import shutil
@@ -249,3 +250,24 @@ def test_default_lm_scale_is_not_silent(tmp_path):
         warnings.simplefilter("error", DefaultScalesWarning)
         r = _run(["nbest", "-n", "1", "--lm-scale", "10", good])
         assert r.exit_code == 0
+
+
+def test_prune_keeps_paths_within_the_beam_and_writes_the_scales(tmp_path):
+    """On real pocketsphinx lattices: every n-best path within the beam survives pruning with its
+    total unchanged, the lattices shrink, and the header carries the scales."""
+    lats = os.path.join(_fixture_dir(), "pocketsphinx")
+    out = tmp_path / "pruned"
+    scales = ["--am-scale", "1", "--lm-scale", "1", "--word-penalty", "-0.5"]
+    r = _run(["prune", *scales, "--beam", "8", "--to", "slf", "--out", str(out), lats])
+    assert r.exit_code == 0, r.stderr
+    before = [json.loads(x) for x in _run(["nbest", "-n", "200", *scales, lats]).stdout.splitlines()]
+    after = [json.loads(x) for x in _run(["nbest", "-n", "200", str(out)]).stdout.splitlines()]
+    for utt in {x["utt"] for x in before}:
+        best = max(x["total"] for x in before if x["utt"] == utt)
+        inside = {x["words"]: x["total"] for x in before if x["utt"] == utt and x["total"] >= best - 8}
+        kept = {x["words"]: x["total"] for x in after if x["utt"] == utt}
+        assert inside and all(kept.get(w) == pytest.approx(t, abs=1e-3) for w, t in inside.items())
+    arcs = [sum(json.loads(x)["arcs"] for x in _run(["info", "--json", p]).stdout.splitlines()) for p in (lats, str(out))]
+    assert arcs[1] < arcs[0] / 2
+    text = gzip.open(next(out.glob("*"))).read().decode() if str(next(out.glob("*"))).endswith(".gz") else next(out.glob("*")).read_text()
+    assert "lmscale=1" in text and "wdpenalty=-0.5" in text

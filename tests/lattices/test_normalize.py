@@ -50,3 +50,29 @@ def test_pocketsphinx_lattice_normalised_for_references():
     pairs = set(zip(words_on_arcs(raw), words_on_arcs(batch)))
     assert ("!SENT_END", "<eps>") in pairs and ("didn't", "DIDN'T") in pairs
     assert all(r.upper() == n or n == "<eps>" for r, n in pairs if r != "-1")
+
+
+def test_epsilon_penalty_classes():
+    from lattices.normalize import epsilon_penalty
+
+    r = NormalizationRules(silence_penalty=-1.0, filler_penalty=-2.0, null_penalty=-3.0)
+    assert [epsilon_penalty(w, r) for w in ("<sil>", "SIL", "sp", "<sil>(2)")] == [-1.0] * 4
+    assert [epsilon_penalty(w, r) for w in ("[NOISE]", "++GARBAGE++", "<noise>", "[laughter]")] == [-2.0] * 4
+    assert epsilon_penalty("!NULL", r) == -3.0
+    for w in ("<s>", "</s>", "!SENT_START", "!SENT_END", "<eps>", None, "the", "<unk>"):
+        assert epsilon_penalty(w, r) == 0.0, w
+    assert epsilon_penalty("<sil>", NormalizationRules.raw_words()) == 0.0  # raw keeps the word: no penalty
+
+
+def test_penalties_shift_only_the_acoustic_scores_of_their_arcs(tmp_path):
+    slf = tmp_path / "u.slf"
+    slf.write_text("VERSION=1.0\nUTTERANCE=u\nN=6 L=6\n" + "".join(f"I={i}\n" for i in range(6)) +
+                   "J=0 S=0 E=1 W=<sil> a=-1.0 l=-0.5\nJ=1 S=1 E=2 W=the a=-2.0 l=-0.25\nJ=2 S=2 E=3 W=[NOISE] a=-3.0 l=0\n"
+                   "J=3 S=3 E=4 W=!NULL a=-4.0 l=0\nJ=4 S=4 E=5 W=cat a=-5.0 l=-1\nJ=5 S=2 E=5 W=cat a=-6.0 l=-1\n")
+    plain, _ = read_lattices([str(slf)])
+    rules = NormalizationRules(silence_penalty=-10.0, filler_penalty=-20.0, null_penalty=-30.0)
+    shifted, _ = read_lattices([str(slf)], rules=rules)
+    assert torch.equal(plain.fsas.labels, shifted.fsas.labels) and torch.equal(plain.fsas.lm_scores, shifted.fsas.lm_scores)
+    am0 = {round(float(a), 3): i for i, a in enumerate(plain.fsas.am_scores)}
+    delta = {a: float(shifted.fsas.am_scores[i]) - a for a, i in am0.items()}
+    assert delta == {-1.0: -10.0, -2.0: 0.0, -3.0: -20.0, -4.0: -30.0, -5.0: 0.0, -6.0: 0.0, 0.0: 0.0}

@@ -347,3 +347,19 @@ def test_first_pass_then_new_lm_equals_one_joint_expansion(setup, tmp_path):
     first = run(*common(str(tmp_path / "ngram"), lms["arpa"]), lats)  # beam 0 keeps only the n-gram's best path
     assert first.exit_code == 0
     assert read_text(os.path.join(narrow, "text")) == read_text(os.path.join(str(tmp_path / "ngram"), "text"))
+
+
+def test_silence_penalty_reaches_the_search(setup, tmp_path):
+    """w1 alone after a silence (acoustically better) or w2: a silence penalty flips the 1-best."""
+    _, _, lms = setup
+    slf = tmp_path / "u.slf"
+    slf.write_text("VERSION=1.0\nUTTERANCE=u\nN=3 L=3\nI=0\nI=1\nI=2\n"
+                   "J=0 S=0 E=1 W=<sil> a=-1.0\nJ=1 S=1 E=2 W=w1 a=-1.0\nJ=2 S=0 E=2 W=w2 a=-4.0\n")
+    hyps = {}
+    for pen in (0, -5):
+        out = tmp_path / f"pen{pen}"
+        r = run("--lm", lms["arpa"], "--out", out, "--am-scale", 1, "--lm-scale", 0, "--word-penalty", 0,
+                "--silence-penalty", pen, slf)
+        assert r.exit_code == 0, r.stderr
+        hyps[pen] = read_text(out / "text")["u"]
+    assert hyps == {0: ["w1"], -5: ["w2"]}

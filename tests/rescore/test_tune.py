@@ -59,3 +59,16 @@ def test_second_round_prunes_at_the_first_rounds_scales(setup, tmp_path):
                   "--ref", tmp / "ref.txt", lats)
         assert res.exit_code == 0, res.stderr
         assert json.load(open(os.path.join(out, "metrics.json")))["wer_errors"] == errors
+
+
+def test_scales_json_records_the_penalties_and_afp_rescore_insists_on_them(setup, tmp_path):
+    tmp, lats, lms = setup
+    scales = str(tmp_path / "scales.json")
+    args = ["--lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--rounds", "1", "--weights", "1",
+            "--lm-scales", "1", "--word-penalties", "0", "--silence-penalty", "-2"]
+    r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
+    assert r.exit_code == 0, r.stderr
+    assert json.load(open(scales))["silence_penalty"] == -2.0
+    r = run("--lm", lms["arpa"], "--out", str(tmp_path / "a"), "--scales", scales, lats)
+    assert r.exit_code == 1 and "--silence-penalty" in r.stderr
+    assert run("--lm", lms["arpa"], "--out", str(tmp_path / "b"), "--scales", scales, "--silence-penalty", -2, lats).exit_code == 0
