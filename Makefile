@@ -21,6 +21,7 @@ PYTEST_FLAGS ?= -q
 # --- demo / train-lm settings ------------------------------------------------------------------
 DEMO_DATA ?= data/demo
 DEMO_DIR ?= exp/demo
+NGRAM_ARPA ?= exp/ngram/en-us.arpa.gz
 DEVICE ?= auto
 TRAIN ?= $(DEMO_DATA)/train.txt
 VALID ?= $(DEMO_DATA)/valid.txt
@@ -42,12 +43,14 @@ TRAIN_FLAGS ?=
 help:
 	@echo "make install   build $(VENV) (CPython 3.9 + torch 1.13.1 + k2 1.23.4) and install afp-rescore"
 	@echo "make test      install, then run the test suite"
-	@echo "make demo      install, train a small AFP LM on bundled text, rescore bundled real lattices, print WER"
+	@echo "make demo      install, tune and rescore bundled real first-pass lattices with the bundled small AFP LM, print WER"
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
 	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
+
+include bench/decode.mk
 
 # --- set-up ------------------------------------------------------------------------------------
 install: $(VENV)/.installed
@@ -77,24 +80,60 @@ $(DEMO_DIR)/lm/model.pt: $(DEMO_DATA)/train.txt $(DEMO_DATA)/valid.txt $(DEMO_DA
 	  --test $(DEMO_DATA)/test.txt --out $(@D) --cell lstm --layers 1 --embed 128 --hidden 128 \
 	  --iterations 4 --mode afp --epochs 2 --batch-size 32 --lr 3e-3 --max-vocab 6000 --device $(DEVICE) --seed 1 --no-progress
 
-# The demo: the AFP LM above rescores 8 bundled real pocketsphinx lattices (LibriSpeech test-other).
-DEMO_RESCORE_FLAGS ?= --am-scale 1 --lm-scale 10 --word-penalty 0 --lm-scales 2,5,10,15,20,30 --nbest 5 --max-arcs 200000
+# The demo (issue 12): first-pass lattices of 100 real LibriSpeech test-other utterances
+# (pocketsphinx lattices + its 3-gram at its own scales, pruned; `make demo-first-pass` rebuilds
+# them), split by speaker into dev and test. Scales are tuned on dev with the shipped small
+# book LM (`make demo-lm` rebuilds it) and applied to the held-out test speakers.
+DEMO_LM ?= $(DEMO_DATA)/books-afp4-128.pt
+DEMO_FP ?= $(DEMO_DATA)/first-pass
+DEMO_TUNE_FLAGS ?= --lm-scales 6,8,9.5,12,15 --word-penalties=-4,-2,-0.63,0,2 --weights 0,0.25,0.5,0.75,1
+DEMO_RESCORE_FLAGS ?= --nbest 5
 
-$(DEMO_DIR)/lm/ppl.json: $(DEMO_DIR)/lm/model.pt
-	$(BIN)/afp-lm-ppl --lm $< --text $(DEMO_DATA)/test.txt --device $(DEVICE) > $@
+$(DEMO_DIR)/scales.json: $(DEMO_LM) $(wildcard $(DEMO_FP)/dev/*) $(DEMO_DATA)/ref.txt | $(VENV)/.installed
+	$(BIN)/afp-tune $(DEMO_FP)/dev --lm $(DEMO_LM) --ref $(DEMO_DATA)/ref.txt --out $@ --device $(DEVICE) $(DEMO_TUNE_FLAGS)
 
-$(DEMO_DIR)/%/metrics.json: $(DEMO_DIR)/lm/model.pt $(wildcard $(DEMO_DATA)/lattices/*) $(DEMO_DATA)/ref.txt
-	$(BIN)/afp-rescore --lm $< --out $(@D) --ref $(DEMO_DATA)/ref.txt --device $(DEVICE) --force \
-	  $(DEMO_RESCORE_FLAGS) $(if $(filter before,$*),--interpolate 0 --iterations 1) $(DEMO_DATA)/lattices
+# The first pass's own 1-best (the AFP LM's weight 0, at the scales in the lattice headers).
+$(DEMO_DIR)/first-pass/metrics.json: $(DEMO_LM) $(wildcard $(DEMO_FP)/test/*) $(DEMO_DATA)/ref.txt | $(VENV)/.installed
+	$(BIN)/afp-rescore $(DEMO_FP)/test --lm $(DEMO_LM) --interpolate 0 --iterations 1 --out $(@D) \
+	  --ref $(DEMO_DATA)/ref.txt --device $(DEVICE) --force --no-progress --nbest 1
 
-demo: $(DEMO_DIR)/lm/ppl.json $(DEMO_DIR)/before/metrics.json $(DEMO_DIR)/after/metrics.json
-	@$(PY) -c 'import json,sys; p=json.load(open(sys.argv[1])); print("AFP LM (%s): test perplexity %.1f on %d tokens" % (sys.argv[1], p["ppl"], p["tokens"]))' $<
-	@echo "WER on $(words $(wildcard $(DEMO_DATA)/lattices/*)) LibriSpeech test-other lattices (pocketsphinx, no LM scores in the lattices):"
-	@head -1 $(DEMO_DIR)/before/wer.txt | sed 's/^/  lattice 1-best, acoustic only:  /'
-	@head -1 $(DEMO_DIR)/after/wer.txt | sed 's/^/  after AFP LM rescoring:        /'
-	@$(PY) -c 'import sys; from models.files import read_references as r; from rescore.wer import wer_details as w; x = w(r(sys.argv[1]), r(sys.argv[2])); print("  pocketsphinx 1-best (3-gram):  %%WER %.2f" % (100 * x.wer))' $(DEMO_DATA)/ref.txt $(DEMO_DATA)/pocketsphinx-hyp.txt
-	@echo "  WER by LM scale (after): $$(tr '\n' ' ' < $(DEMO_DIR)/after/wer-summary.txt)"
-	@echo "  outputs: $(DEMO_DIR)/after/{text,nbest.jsonl,metrics.json,wer.txt}"
+$(DEMO_DIR)/after/metrics.json: $(DEMO_DIR)/scales.json $(wildcard $(DEMO_FP)/test/*)
+	$(BIN)/afp-rescore $(DEMO_FP)/test --lm $(DEMO_LM) --scales $< --out $(@D) --ref $(DEMO_DATA)/ref.txt \
+	  --device $(DEVICE) --force --no-progress $(DEMO_RESCORE_FLAGS)
+
+$(DEMO_DIR)/oracle.txt: $(wildcard $(DEMO_FP)/test/*) $(DEMO_DATA)/ref.txt | $(VENV)/.installed
+	mkdir -p $(@D)
+	$(BIN)/afp-lattice oracle --ref $(DEMO_DATA)/ref.txt $(DEMO_FP)/test > $@
+
+demo: $(DEMO_DIR)/first-pass/metrics.json $(DEMO_DIR)/after/metrics.json $(DEMO_DIR)/oracle.txt
+	@echo "WER on the $(words $(wildcard $(DEMO_FP)/test/*)) held-out test utterances (5 LibriSpeech test-other speakers), scales tuned on the other 5 speakers:"
+	@$(PY) -c 'import sys; from models.files import read_references as r; from rescore.wer import wer_details as w; h = r(sys.argv[2]); x = w({u: r(sys.argv[1])[u] for u in h}, h); print("  pocketsphinx 1-best:      %%WER %.2f [ %d / %d ]" % (100 * x.wer, x.errors, x.ref_words))' \
+	  $(DEMO_DATA)/ref.txt $(DEMO_DATA)/pocketsphinx-hyp.txt
+	@head -1 $(DEMO_DIR)/first-pass/wer.txt | sed 's/^/  first-pass 1-best:        /'
+	@head -1 $(DEMO_DIR)/after/wer.txt | sed 's/^/  after AFP rescoring:      /'
+	@tail -1 $(DEMO_DIR)/oracle.txt | sed 's/^/  first-pass lattice /'
+	@$(PY) -c 'import json,sys; s=json.load(open(sys.argv[1])); print("  tuned on dev: lm_scale=%g word_penalty=%g interpolate=%g (dev WER %.2f%%)" % (s["lm_scale"], s["word_penalty"], s["interpolate"], 100 * s["errors"] / s["ref_words"]))' $(DEMO_DIR)/scales.json
+	@echo "  outputs: $(DEMO_DIR)/after/{text,nbest.jsonl,ctm,metrics.json,wer.txt}"
+
+# Rebuilds the bundled first-pass lattices (needs `make decode-librispeech` and the ARPA).
+DEMO_FP_BEAM ?= 40
+DEMO_DEV_SPEAKERS ?= 1688 1998 2033 2414 2609
+$(DEMO_DIR)/first-pass-full/metrics.json: $(NGRAM_ARPA) | $(DECODE_DIR)/lats/.done
+	$(BIN)/afp-rescore $(DECODE_DIR)/lats --lm $(NGRAM_ARPA) --am-scale 1 --lm-scale 9.5 --word-penalty -0.63 \
+	  --max-arcs 500000 --ref $(DECODE_DIR)/ref.txt --write-lattices --lattice-format slf --out $(@D) --force --no-progress
+
+$(DEMO_DIR)/first-pass-pruned/.done: $(DEMO_DIR)/first-pass-full/metrics.json
+	$(BIN)/afp-lattice prune --beam $(DEMO_FP_BEAM) --to slf --out $(@D) $(<D)/lattices
+	touch $@
+
+.PHONY: demo-first-pass
+demo-first-pass: $(DEMO_DIR)/first-pass-pruned/.done
+	rm -rf $(DEMO_FP) && mkdir -p $(DEMO_FP)/dev $(DEMO_FP)/test
+	for f in $(<D)/*.slf; do b=$$(basename $$f); \
+	  case " $(DEMO_DEV_SPEAKERS) " in *" $${b%%-*} "*) d=dev;; *) d=test;; esac; \
+	  gzip -9 -n -c $$f > $(DEMO_FP)/$$d/$$b.gz; done
+	grep -w -F -f <(ls $(DEMO_FP)/test | cut -d. -f1) $(DECODE_DIR)/hyp.txt > $(DEMO_DATA)/pocketsphinx-hyp.txt
+	cp $(DECODE_DIR)/ref.txt $(DEMO_DATA)/ref.txt
 
 $(LM_DIR)/model.pt: $(TRAIN) $(VALID) | $(VENV)/.installed
 	$(BIN)/afp-train-lm $(addprefix --train ,$(TRAIN)) --valid $(VALID) $(if $(TEST),--test $(TEST)) \
@@ -114,8 +153,8 @@ distclean: clean
 # make rescore LATS=dir-or-files LM=exp/lm/model.pt OUT=exp/rescore JOBS=4 [REF=text] [SUBMIT='srun --gres=gpu:1']
 # Shard I of JOBS is the file target OUT/shards/I/metrics.json (written last by afp-rescore, so a
 # rerun after a failure redoes only unfinished shards); the merge is OUT/metrics.json.
-LATS ?= $(DEMO_DATA)/lattices
-LM ?= $(DEMO_DIR)/lm/model.pt
+LATS ?= $(DEMO_DATA)/first-pass/test
+LM ?= $(DEMO_DATA)/books-afp4-128.pt
 OUT ?= exp/rescore
 JOBS ?= 1
 REF ?=
@@ -158,7 +197,6 @@ bench-lm: $(BENCH_LM_DIR)/table.md
 	cat $<
 
 # Lattice read / n-best / oracle on the pocketsphinx LibriSpeech lattices (issue 3).
-include bench/decode.mk
 
 $(DECODE_DIR)/lattice_bench.json: $(DECODE_DIR)/lats/.done
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lattice_throughput.py $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt --hyp $(DECODE_DIR)/hyp.txt \
@@ -169,7 +207,7 @@ bench-lattices: $(DECODE_DIR)/lattice_bench.json
 # Rescoring on the 100 pocketsphinx lattices (issue 4): AFP expansion vs exact 100-best rescoring
 # with the same model, and the exactness property on sampled paths. CPU unless DEVICE=cuda.
 BENCH_RESCORE_DIR ?= exp/bench-rescore
-BENCH_RESCORE_LM ?= $(DEMO_DIR)/lm/model.pt
+BENCH_RESCORE_LM ?= $(DEMO_DATA)/books-afp4-128.pt
 BENCH_RESCORE_FLAGS ?= --am-scale 1 --lm-scale 10 --word-penalty 0 --max-arcs 200000 --device cpu
 BENCH_NBEST ?= 100
 
@@ -254,7 +292,6 @@ demo-lm: $(BOOKS_DIR)/lm/demo/metrics.json
 .PHONY: books-lms
 books-lms: $(patsubst %,$(BOOKS_DIR)/lm/%/metrics.json,$(BOOKS_RUNS))
 
-NGRAM_ARPA ?= exp/ngram/en-us.arpa.gz
 
 # Writes the pocketsphinx en-us 3-gram as ARPA (and benchmarks loading it: bench/RESULTS.md §5).
 $(NGRAM_ARPA): | $(VENV)/.installed

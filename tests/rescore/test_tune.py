@@ -11,15 +11,18 @@ from tests.rescore.test_cli import read_text, run
 GRID = {"--lm-scales": "0.5,4", "--word-penalties": "-1,2", "--weights": "0.5,1"}
 
 
+def run_tune(tmp, lats, scales, *args):
+    """afp-tune on the fixture's lattices (must succeed); returns the scales.json it wrote."""
+    r = CliRunner(mix_stderr=False).invoke(tune_command, ["--ref", str(tmp / "ref.txt"), "--out", scales, *args, lats])
+    assert r.exit_code == 0, r.stderr
+    return json.load(open(scales))
+
+
 def test_tuned_scales_are_the_best_grid_point_and_scales_json_reproduces_them(setup, tmp_path):
     tmp, lats, lms = setup
     scales = str(tmp_path / "scales.json")
-    args = ["--lm", lms["afp2"], "--old-lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu", "--rounds", "1"]
-    for k, v in GRID.items():
-        args += [k, v]
-    r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
-    assert r.exit_code == 0, r.stderr
-    tuned = json.load(open(scales))
+    tuned = run_tune(tmp, lats, scales, "--lm", lms["afp2"], "--old-lm", lms["arpa"], "--device", "cpu", "--rounds", "1",
+                     *[x for kv in GRID.items() for x in kv])
     errors = {}
     for s in GRID["--lm-scales"].split(","):
         for p in GRID["--word-penalties"].split(","):
@@ -45,11 +48,8 @@ def test_second_round_prunes_at_the_first_rounds_scales(setup, tmp_path):
     the first, afp-rescore --scales (which prunes at those scales) makes exactly the tuned errors."""
     tmp, lats, lms = setup
     scales = str(tmp_path / "scales.json")
-    args = ["--lm", lms["afp2"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--device", "cpu", "--max-arcs", "6",
-            "--lm-scales", "0.5,4", "--word-penalties", "-1,2", "--weights", "1"]
-    r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
-    assert r.exit_code == 0, r.stderr
-    tuned = json.load(open(scales))
+    tuned = run_tune(tmp, lats, scales, "--lm", lms["afp2"], "--device", "cpu", "--max-arcs", "6",
+                     "--lm-scales", "0.5,4", "--word-penalties", "-1,2", "--weights", "1")
     assert len(tuned["rounds"]) == 2
     (first, _), (second, errors) = tuned["rounds"]
     assert errors == tuned["errors"]
@@ -64,11 +64,9 @@ def test_second_round_prunes_at_the_first_rounds_scales(setup, tmp_path):
 def test_scales_json_records_the_penalties_and_afp_rescore_insists_on_them(setup, tmp_path):
     tmp, lats, lms = setup
     scales = str(tmp_path / "scales.json")
-    args = ["--lm", lms["arpa"], "--ref", str(tmp / "ref.txt"), "--out", scales, "--rounds", "1", "--weights", "1",
-            "--lm-scales", "1", "--word-penalties", "0", "--silence-penalty", "-2"]
-    r = CliRunner(mix_stderr=False).invoke(tune_command, args + [lats])
-    assert r.exit_code == 0, r.stderr
-    assert json.load(open(scales))["silence_penalty"] == -2.0
+    tuned = run_tune(tmp, lats, scales, "--lm", lms["arpa"], "--rounds", "1", "--weights", "1", "--lm-scales", "1",
+                     "--word-penalties", "0", "--silence-penalty", "-2")
+    assert tuned["silence_penalty"] == -2.0
     r = run("--lm", lms["arpa"], "--out", str(tmp_path / "a"), "--scales", scales, lats)
     assert r.exit_code == 1 and "--silence-penalty" in r.stderr
     assert run("--lm", lms["arpa"], "--out", str(tmp_path / "b"), "--scales", scales, "--silence-penalty", -2, lats).exit_code == 0
