@@ -230,14 +230,18 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--afp-self-norm", "afps_self_norm", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Self-normalised AFP-K checkpoints (afp-train-lm --self-norm), scored without the normaliser.")
 @click.option("--bptt", type=click.Path(exists=True, dir_okay=False), help="Same-size BPTT LSTM checkpoint (N-best row).")
-@click.option("--nbest", "n", default=100, help="N of the exact N-best baseline.")
+@click.option("--nbest", "ns", default="100,1000", help="Comma-separated N of the exact N-best baselines (one row each).")
+@click.option("--first-pass-scales", default="9.5,-0.63",
+              help="LM scale and word penalty at which the 3-gram expansion is pruned to --ngram-max-arcs "
+                   "(default: pocketsphinx's own -bestpathlw and -wip).")
 @click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
 @click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (pruned by acoustic scores only).")
 @click.option("--beam", default=150.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
-def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_max_arcs, beam, device, out) -> None:
+def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scales, max_arcs, ngram_max_arcs, beam, device, out) -> None:
     """2-fold tuned WER of every system on the LibriSpeech lattices."""
+    ns = [int(x) for x in ns.split(",")]
     os.makedirs(os.path.join(out, "cache"), exist_ok=True)
     batch, failures = read_lattices([lats])
     if failures:
@@ -254,7 +258,8 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_m
     trigram = load_scorer(ngram)
     lm_info = {"3-gram": perplexity(trigram, refs)}
     opts = RescoreOptions(interpolate=1.0, order=trigram.context, nbest=1, max_arcs=ngram_max_arcs, keep_lattices=True)
-    l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, 1.0, 0.0)] * len(batch), opts)
+    fp_lm_scale, fp_wp = (float(x) for x in first_pass_scales.split(","))
+    l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, fp_lm_scale, fp_wp)] * len(batch), opts)
     assert l3.utt_ids == batch.utt_ids
     grid, errs = lattice_grid(os.path.join(out, "cache", "3gram-grid.json"), l3, None, (), refs)
     total, chosen, tuned = two_fold(grid, errs, fold)
@@ -289,14 +294,14 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, n, max_arcs, ngram_m
         total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
         rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
         if normalize or path not in afps:  # the same model run with full history on the exact N-best
-            rows.append(nbest_row(l3, load_scorer(path, device), tuned, n, refs, fold,
-                                  f"lattice + 3-gram + AFP-{afp.context} model{'' if normalize else ' (self-normalised)'} "
-                                  f"run exact, exact {n}-best", ref_words))
+            rows += [nbest_row(l3, load_scorer(path, device), tuned, n, refs, fold,
+                               f"lattice + 3-gram + AFP-{afp.context} model{'' if normalize else ' (self-normalised)'} "
+                               f"run exact, exact {n}-best", ref_words) for n in ns]
 
     if bptt:
         lstm = load_scorer(bptt, device)
         lm_info["BPTT"] = perplexity(lstm, refs)
-        rows.append(nbest_row(l3, lstm, tuned, n, refs, fold, f"lattice + 3-gram + BPTT LSTM, exact {n}-best", ref_words))
+        rows += [nbest_row(l3, lstm, tuned, n, refs, fold, f"lattice + 3-gram + BPTT LSTM, exact {n}-best", ref_words) for n in ns]
 
     _, summary = oracle_wer(batch.fsas, batch.symbols, refs)
     rows.append(Row("lattice oracle", summary.errors))
