@@ -86,11 +86,21 @@ $(DEMO_DIR)/lm/model.pt: $(DEMO_DATA)/train.txt $(DEMO_DATA)/valid.txt $(DEMO_DA
 # book LM (`make demo-lm` rebuilds it) and applied to the held-out test speakers.
 DEMO_LM ?= $(DEMO_DATA)/books-afp4-128.pt
 DEMO_FP ?= $(DEMO_DATA)/first-pass
-DEMO_TUNE_FLAGS ?= --lm-scales 6,8,9.5,12,15 --word-penalties=-4,-2,-0.63,0,2 --weights 0,0.25,0.5,0.75,1
+DEMO_GRID ?= --lm-scales 8,10,12,15,20 --word-penalties=-8,-6,-4,-2,0,2
+DEMO_WEIGHTS ?= 0,0.25,0.5,0.75,1
 DEMO_RESCORE_FLAGS ?= --nbest 5
 
+# scales.json: LM scale, word penalty and the AFP LM's weight; scales-retuned.json: the same grid
+# with the AFP weight fixed at 0, i.e. the first pass alone, its scales re-tuned on dev.
 $(DEMO_DIR)/scales.json: $(DEMO_LM) $(wildcard $(DEMO_FP)/dev/*) $(DEMO_DATA)/ref.txt | $(VENV)/.installed
-	$(BIN)/afp-tune $(DEMO_FP)/dev --lm $(DEMO_LM) --ref $(DEMO_DATA)/ref.txt --out $@ --device $(DEVICE) $(DEMO_TUNE_FLAGS)
+	$(BIN)/afp-tune $(DEMO_FP)/dev --lm $(DEMO_LM) --ref $(DEMO_DATA)/ref.txt --out $@ --device $(DEVICE) $(DEMO_GRID) --weights $(DEMO_WEIGHTS)
+
+$(DEMO_DIR)/scales-retuned.json: $(DEMO_LM) $(wildcard $(DEMO_FP)/dev/*) $(DEMO_DATA)/ref.txt | $(VENV)/.installed
+	$(BIN)/afp-tune $(DEMO_FP)/dev --lm $(DEMO_LM) --ref $(DEMO_DATA)/ref.txt --out $@ --device $(DEVICE) $(DEMO_GRID) --weights 0 --iterations 1
+
+$(DEMO_DIR)/retuned/metrics.json: $(DEMO_DIR)/scales-retuned.json $(wildcard $(DEMO_FP)/test/*)
+	$(BIN)/afp-rescore $(DEMO_FP)/test --lm $(DEMO_LM) --scales $< --iterations 1 --out $(@D) --ref $(DEMO_DATA)/ref.txt \
+	  --device $(DEVICE) --force --no-progress --nbest 1
 
 # The first pass's own 1-best (the AFP LM's weight 0, at the scales in the lattice headers).
 $(DEMO_DIR)/first-pass/metrics.json: $(DEMO_LM) $(wildcard $(DEMO_FP)/test/*) $(DEMO_DATA)/ref.txt | $(VENV)/.installed
@@ -105,11 +115,12 @@ $(DEMO_DIR)/oracle.txt: $(wildcard $(DEMO_FP)/test/*) $(DEMO_DATA)/ref.txt | $(V
 	mkdir -p $(@D)
 	$(BIN)/afp-lattice oracle --ref $(DEMO_DATA)/ref.txt $(DEMO_FP)/test > $@
 
-demo: $(DEMO_DIR)/first-pass/metrics.json $(DEMO_DIR)/after/metrics.json $(DEMO_DIR)/oracle.txt
+demo: $(DEMO_DIR)/first-pass/metrics.json $(DEMO_DIR)/retuned/metrics.json $(DEMO_DIR)/after/metrics.json $(DEMO_DIR)/oracle.txt
 	@echo "WER on the $(words $(wildcard $(DEMO_FP)/test/*)) held-out test utterances (5 LibriSpeech test-other speakers), scales tuned on the other 5 speakers:"
 	@$(PY) -c 'import sys; from models.files import read_references as r; from rescore.wer import wer_details as w; h = r(sys.argv[2]); x = w({u: r(sys.argv[1])[u] for u in h}, h); print("  pocketsphinx 1-best:      %%WER %.2f [ %d / %d ]" % (100 * x.wer, x.errors, x.ref_words))' \
 	  $(DEMO_DATA)/ref.txt $(DEMO_DATA)/pocketsphinx-hyp.txt
 	@head -1 $(DEMO_DIR)/first-pass/wer.txt | sed 's/^/  first-pass 1-best:        /'
+	@head -1 $(DEMO_DIR)/retuned/wer.txt | sed 's/^/  first pass, scales tuned: /'
 	@head -1 $(DEMO_DIR)/after/wer.txt | sed 's/^/  after AFP rescoring:      /'
 	@tail -1 $(DEMO_DIR)/oracle.txt | sed 's/^/  first-pass lattice /'
 	@$(PY) -c 'import json,sys; s=json.load(open(sys.argv[1])); print("  tuned on dev: lm_scale=%g word_penalty=%g interpolate=%g (dev WER %.2f%%)" % (s["lm_scale"], s["word_penalty"], s["interpolate"], 100 * s["errors"] / s["ref_words"]))' $(DEMO_DIR)/scales.json
