@@ -49,7 +49,7 @@ from lattices.validate import arc_arrays
 from lattices.nbest import nbest
 from lattices.oracle import oracle_wer
 from models.files import read_references
-from lattices.posteriors import prune
+from lattices.posteriors import prune_at_scales
 from lattices.reader import read_lattices
 from models.files import atomic_open
 from models.scoring import pad_sequences, sentence_log_probs
@@ -265,8 +265,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
     total, chosen, tuned = two_fold(grid, errs, fold)
     rows.append(Row("lattice + 3-gram", total, st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned"))
     scales3 = [(1.0, s, p) for s, p, _ in tuned]  # per utterance, tuned on the other fold
-    first_pass, kept = prune(with_utterance_scales(l3.fsas, scales3), beam=beam)  # as lattice-prune after lmrescore
-    first_pass.scores = first_pass.am_scores + first_pass.lm_scores
+    first_pass, kept = prune_at_scales(l3.fsas, scales3, beam)  # as lattice-prune after lmrescore
     l3 = LatticeBatch(first_pass, l3.utt_ids, l3.symbols)
     _, pruned_oracle = oracle_wer(first_pass, l3.symbols, refs)
     rows.append(Row(f"3-gram lattice pruned to beam {beam:g}: oracle", pruned_oracle.errors,

@@ -79,6 +79,13 @@ def with_utterance_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, flo
     return out
 
 
+def scale_headers(headers: Sequence[Dict[str, object]], scales: Sequence[Tuple[float, float, float]]) -> List[Dict[str, object]]:
+    """``headers`` with the fields that declare each utterance's ``(am_scale, lm_scale,
+    word_penalty)`` (SLF ``acscale``/``lmscale``/``wdpenalty``), so written lattices say the scales
+    they are meant to be searched at, as Kaldi/HTK first-pass lattices do."""
+    return [{**h, "acscale": a, "lmscale": s, "wdpenalty": p} for h, (a, s, p) in zip(headers, scales)]
+
+
 def header_scales(header: Dict[str, object]) -> Optional[Dict[str, float]]:
     """Scales a lattice header declares (SLF ``acscale``/``lmscale``/``wdpenalty``), if any."""
     keys = {"acscale": "am_scale", "lmscale": "lm_scale", "wdpenalty": "word_penalty"}

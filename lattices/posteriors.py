@@ -5,13 +5,14 @@ All functions work on the ``scores`` of their input FsaVec; for scaled scores pa
 Inputs must be connected and top-sorted (see :mod:`lattices.validate`) and are never mutated.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import k2
 import torch
 
 import _k2  # k2's extension module (ships with k2); used for its masked arc selection
 
+from lattices.lattice_batch import with_utterance_scales
 from lattices.validate import arc_arrays, counts_per_fsa
 
 
@@ -110,6 +111,21 @@ def prune(
         states_before=counts_per_fsa(fsas, 1),
         states_after=counts_per_fsa(out, 1),
     )
+    return out, report
+
+
+def prune_at_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]], beam: float) -> Tuple[k2.Fsa, PruneReport]:
+    """Kaldi's ``lattice-prune``: :func:`prune` at Viterbi ``beam`` with each utterance's
+    ``(am_scale, lm_scale, word_penalty)``; the result keeps unscaled ``scores = am + lm``.
+
+    Args:
+        fsas: connected, top-sorted FsaVec ``[utt][state][arc]`` with ``am_scores`` and
+            ``lm_scores`` (not mutated).
+        scales: ``[utt]`` the scales the beam applies at.
+        beam: log-score beam (>= 0).
+    """
+    out, report = prune(with_utterance_scales(fsas, scales), beam=beam)
+    out.scores = out.am_scores + out.lm_scores
     return out, report
 
 

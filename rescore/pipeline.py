@@ -19,10 +19,10 @@ import k2
 import torch
 
 from lattices.ctm import CtmWord, ctm_words
-from lattices.lattice_batch import LatticeBatch, posterior_scales, with_utterance_scales
+from lattices.lattice_batch import LatticeBatch, posterior_scales, scale_headers, with_utterance_scales
 from lattices.mbr import MbrHypothesis, mbr_decode
 from lattices.nbest import Hypothesis, nbest
-from lattices.posteriors import prune
+from lattices.posteriors import prune_at_scales
 from lattices.validate import select_lattices, validate_batch
 
 from .arc_scores import arc_lm_scores, history_tokens
@@ -204,8 +204,7 @@ def first_pass(batch: LatticeBatch, old: Scorer, scales: List[Scales], opts: Res
     kept = done.expansion.kept
     kept_scales = [scales[i] for i in kept]
     if opts.first_pass_beam is not None and len(kept):
-        fsas, _ = prune(with_utterance_scales(fsas, kept_scales), beam=opts.first_pass_beam)
-        fsas.scores = fsas.am_scores + fsas.lm_scores
+        fsas, _ = prune_at_scales(fsas, kept_scales, opts.first_pass_beam)
     utt_ids = [batch.utt_ids[i] for i in kept]
     return FirstPass(LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept] if batch.headers else []),
                      kept, kept_scales, [(batch.utt_ids[i], msg) for i, msg in done.failures.items()],
@@ -250,8 +249,7 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
         out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch))
     t3 = time.perf_counter()  # search: n-best, the sweep, and MBR or the CTM alignment
     if opts.keep_lattices:  # the headers say the scales of the 1-best, as Kaldi/HTK lattices do
-        headers = [{**batch.headers[i], "acscale": a, "lmscale": s, "wdpenalty": p} for i, (a, s, p) in zip(kept, kept_scales)]
-        out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, headers)
+        out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, scale_headers([batch.headers[i] for i in kept], kept_scales))
     out.failures = [(batch.utt_ids[i], msg) for i, msg in done.failures.items()]
     out.pruned = {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}
     out.stats = {**out.stats, "arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),

@@ -3,8 +3,8 @@
 import click
 
 from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
-from lattices.lattice_batch import LatticeBatch, with_utterance_scales
-from lattices.posteriors import prune as prune_lattices
+from lattices.lattice_batch import LatticeBatch, scale_headers
+from lattices.posteriors import prune_at_scales
 from lattices.writer import WRITE_FORMATS, write_lattices
 
 
@@ -22,9 +22,7 @@ def prune(inputs: LatticeInputs, am_scale, lm_scale, word_penalty, beam: float, 
     batch, problems = load(inputs)
     if len(batch):
         scales = resolve_scales(batch, am_scale, lm_scale, word_penalty)
-        fsas, _ = prune_lattices(with_utterance_scales(batch.fsas, scales), beam=beam)
-        fsas.scores = fsas.am_scores + fsas.lm_scores
-        headers = [{**h, "acscale": a, "lmscale": s, "wdpenalty": p} for h, (a, s, p) in zip(batch.headers, scales)]
-        write_lattices(LatticeBatch(fsas, batch.utt_ids, batch.symbols, headers), out, to_fmt)
+        fsas, _ = prune_at_scales(batch.fsas, scales, beam)
+        write_lattices(LatticeBatch(fsas, batch.utt_ids, batch.symbols, scale_headers(batch.headers, scales)), out, to_fmt)
         click.echo(f"pruned {len(batch)} lattice(s) at beam {beam:g}: {batch.fsas.num_arcs} -> {fsas.num_arcs} arcs: {out}", err=True)
     finish(problems)
