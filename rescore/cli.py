@@ -123,10 +123,9 @@ def _with_scales_file(path: Optional[str], am_scale, lm_scale, word_penalty, int
                             ("--interpolate", interpolate)) if v is not None]
     if given:
         raise ValueError(f"--scales {path} sets the scales; do not also give {', '.join(given)}")
-    from .tune import penalties_of, read_penalties, read_scales
+    from .tune import penalties_of, read_scales
 
-    s = read_scales(path)
-    tuned_with = read_penalties(path)
+    s, tuned_with = read_scales(path)
     if tuned_with != penalties_of(rules):
         raise ValueError(f"--scales {path} was tuned with penalties {tuned_with}; give the same "
                          f"--silence-penalty/--filler-penalty/--null-penalty (given: {penalties_of(rules)})")

@@ -151,19 +151,12 @@ def penalties_of(rules: NormalizationRules) -> Dict[str, float]:
             "null_penalty": rules.null_penalty}
 
 
-def read_penalties(path: str) -> Dict[str, float]:
-    """The penalties ``scales.json`` was tuned with (0 for those a file does not record)."""
+def read_scales(path: str) -> Tuple[TunedScales, Dict[str, float]]:
+    """Read ``scales.json``: its :class:`TunedScales` and the penalties it was tuned with (0 for
+    those a file does not record). ``ValueError`` naming the file when it is not one."""
     try:
         d = json.loads(read_text(path))
-        return {k: float(d.get(k, 0.0)) for k in penalties_of(NormalizationRules())}
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: not a scales.json written by afp-tune ({type(e).__name__}: {e})") from None
-
-
-def read_scales(path: str) -> TunedScales:
-    """Read ``scales.json`` (``ValueError`` naming the file when it is not one)."""
-    try:
-        d = json.loads(read_text(path))
-        return TunedScales(float(d["am_scale"]), float(d["lm_scale"]), float(d["word_penalty"]), float(d["interpolate"]))
-    except (ValueError, KeyError, TypeError) as e:
+        scales = TunedScales(float(d["am_scale"]), float(d["lm_scale"]), float(d["word_penalty"]), float(d["interpolate"]))
+        return scales, {k: float(d.get(k, 0.0)) for k in penalties_of(NormalizationRules())}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a scales.json written by afp-tune ({type(e).__name__}: {e})") from None
