@@ -151,7 +151,7 @@ class _Trainer:
         self.model.set_nonpredictable(self.vocab.nonpredictable_ids())
         self.model.to(runtime.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opts.lr)
-        self.state = {"epoch": 0, "step": 0, "best_valid_ppl": math.inf, "best_epoch": 0, "bad_epochs": 0,
+        self.state = {"epoch": 0, "step": 0, "best_valid_ppl": math.inf, "best_epoch": 0, "best_step": 0, "bad_epochs": 0,
                       "lr": opts.lr, "train_tokens": 0.0, "train_seconds": 0.0, "history": [],
                       "batch": 0}  # batches of the current epoch already trained (a mid-epoch checkpoint)
         if resume:
@@ -233,7 +233,9 @@ class _Trainer:
                             tok_s=f"{shown * self.rt.world_size / (time.perf_counter() - t_epoch):.0f}", refresh=False)
             if self.out_of_steps():
                 break
-            if self.opts.checkpoint_every and self.state["step"] % self.opts.checkpoint_every == 0:
+            # (not after the epoch's last batch: the end of the epoch validates and checkpoints anyway)
+            if (self.opts.checkpoint_every and self.state["step"] % self.opts.checkpoint_every == 0
+                    and self.state["batch"] < len(batches)):
                 self._count_time(t0, pending)
                 self.validate_and_checkpoint(end_of_epoch=False)
                 self.model.train()
@@ -277,7 +279,7 @@ class _Trainer:
         tokps = self.state["train_tokens"] / max(self.state["train_seconds"], 1e-9)
         log.info("%s step %d: valid ppl %.2f%s (best %.2f @ step %d), lr %.3g, %.0f train tokens/s%s",
                  where, self.state["step"], result.ppl, "" if improved else " (no gain)",
-                 self.state["best_valid_ppl"], self.state.get("best_step", 0), self.state["lr"], tokps,
+                 self.state["best_valid_ppl"], self.state["best_step"], self.state["lr"], tokps,
                  "" if result.residual is None else f", fixed-point residual {result.residual:.2e}, gap to exact {result.gap_to_exact:.2e}")
         self.save_last()
 
@@ -290,7 +292,7 @@ class _Trainer:
         valid = evaluate(best, self.valid_batches, self.rt.device, diagnostics=self.config.mode == "afp")
         metrics: Dict[str, Any] = {
             "mode": self.opts.mode, "iterations": self.config.iterations, "epochs": self.state["epoch"],
-            "steps": self.state["step"], "best_epoch": self.state["best_epoch"], "best_step": self.state.get("best_step"),
+            "steps": self.state["step"], "best_epoch": self.state["best_epoch"], "best_step": self.state["best_step"],
             "train_tokens_per_s": self.state["train_tokens"] / max(self.state["train_seconds"], 1e-9),
             "train_seconds": self.state["train_seconds"], **valid.to_dict("valid"),
             "test_ppl": None, **self.summary(), "history": self.state["history"], **self.opts.extra,

@@ -98,6 +98,10 @@ def test_resume_mid_epoch_equals_an_uninterrupted_run(corpus, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     history = json.loads((interrupted / "metrics.json").read_text())["history"]
     assert [(h["epoch"], h["batch"], h["step"]) for h in history] == [(0, 3, 3), (0, 4, 4), (0, 6, 6), (0, 9, 9), (1, 0, 10)]
+    # a checkpoint step that ends the epoch validates once, as the end of the epoch
+    assert run_train(*base_args(corpus, tmp_path / "five", "--epochs", "1", "--checkpoint-every", "5")).exit_code == 0
+    history = json.loads((tmp_path / "five" / "metrics.json").read_text())["history"]
+    assert [(h["epoch"], h["batch"], h["step"]) for h in history] == [(0, 5, 5), (1, 0, 10)]
 
 
 def test_empty_training_file_is_a_clear_error(corpus, tmp_path):
