@@ -272,29 +272,26 @@ BOOKS_RUNS ?= afp4 bptt
 BOOKS_CHECKPOINT ?= 3000
 BOOKS_MAX_STEPS ?=
 BOOKS_LM_FLAGS ?= --cell lstm --layers 1 --embed 256 --hidden 256 --tie --batch-size 32 --lr 2e-3 \
-                  --epochs 1 --max-vocab 30000 --device $(DEVICE) --seed 1 --no-progress
+                  --epochs 1 --max-vocab 30000 --device $(DEVICE) --seed 1 --no-progress \
+                  --checkpoint-every $(BOOKS_CHECKPOINT) $(if $(BOOKS_MAX_STEPS),--max-steps $(BOOKS_MAX_STEPS))
+
+# The small AFP-4 LM shipped with the demo (data/demo/books-afp4-128.pt), the run named `demo`:
+# 1x128 LSTM, 10k words, DEMO_LM_STEPS steps of 32 sentences on the books (about 6.6M tokens).
+DEMO_LM_STEPS ?= 12000
+BOOKS_FLAGS_demo ?= --cell lstm --layers 1 --embed 128 --hidden 128 --tie --batch-size 32 --lr 3e-3 --epochs 1 \
+                    --max-vocab 10000 --max-steps $(DEMO_LM_STEPS) --checkpoint-every 2000 --mode afp --iterations 4 \
+                    --device $(DEVICE) --seed 1 --no-progress
 
 $(BOOKS_DIR)/text/train.txt.gz: | $(VENV)/.installed
 	cd bench && ../$(PY) prepare_books.py $(abspath $(BOOKS)) $(abspath $(@D)) \
 	  $(if $(wildcard $(DECODE_DIR)/ref.txt),--ref $(abspath $(DECODE_DIR)/ref.txt))
 
+# Run names: bptt, afpK (BOOKS_LM_FLAGS), or any NAME with its own BOOKS_FLAGS_NAME (demo).
 $(BOOKS_DIR)/lm/%/metrics.json: | $(BOOKS_DIR)/text/train.txt.gz
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BOOKS_DIR)/text/train.txt.gz \
-	  --valid $(BOOKS_DIR)/text/valid.txt.gz --test $(BOOKS_DIR)/text/test.txt.gz --out $(@D) $(BOOKS_LM_FLAGS) \
-	  --checkpoint-every $(BOOKS_CHECKPOINT) $(if $(BOOKS_MAX_STEPS),--max-steps $(BOOKS_MAX_STEPS)) \
-	  $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*)) \
-	  $(if $(wildcard $(@D)/last.pt),--resume)
-
-# The small AFP-4 LM shipped with the demo (data/demo/books-afp4-128.pt): 1x128 LSTM, 10k words,
-# DEMO_LM_STEPS steps of 32 sentences on the books (about 6.6M tokens).
-DEMO_LM_STEPS ?= 12000
-
-$(BOOKS_DIR)/lm/demo/metrics.json: | $(BOOKS_DIR)/text/train.txt.gz
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BOOKS_DIR)/text/train.txt.gz \
 	  --valid $(BOOKS_DIR)/text/valid.txt.gz --test $(BOOKS_DIR)/text/test.txt.gz --out $(@D) \
-	  --cell lstm --layers 1 --embed 128 --hidden 128 --tie --batch-size 32 --lr 3e-3 --epochs 1 \
-	  --max-vocab 10000 --max-steps $(DEMO_LM_STEPS) --checkpoint-every 2000 --mode afp --iterations 4 \
-	  --device $(DEVICE) --seed 1 --no-progress $(if $(wildcard $(@D)/last.pt),--resume)
+	  $(or $(BOOKS_FLAGS_$*),$(BOOKS_LM_FLAGS) $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*))) \
+	  $(if $(wildcard $(@D)/last.pt),--resume)
 
 .PHONY: demo-lm
 demo-lm: $(BOOKS_DIR)/lm/demo/metrics.json
