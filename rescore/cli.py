@@ -26,16 +26,47 @@ def comma_floats(ctx, param, value: Optional[str]):
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
 
 
+JOB_OPTIONS = (
+    click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH),
+    click.option("--lm", required=True, type=INPUT, help="The new LM: an afp-train-lm checkpoint (model.pt) or an ARPA n-gram (.arpa[.gz])."),
+    click.option("--old-lm", type=INPUT, default=None,
+                 help="ARPA n-gram (or checkpoint) whose scores replace the lattices' LM scores before interpolation."),
+    click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format (auto: from the content)."),
+    click.option("--words", type=INPUT, help="words.txt of Kaldi lattices [default: one next to the archive, else the ids are the words]."),
+    penalty_options,
+    click.option("--iterations", "-K", type=click.IntRange(min=1), default=None,
+                 help="Expansion order K [default: the model's iterations; needed for a BPTT model]."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available."),
+    click.option("--max-arcs", type=click.IntRange(min=1), default=100_000,
+                 help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported)."),
+    click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
+                 help="With --old-lm: first expand for and score with the old LM alone (Kaldi's lmrescore), prune that "
+                      "lattice at this beam (lattice-prune), then expand for the new LM [default: one expansion for both]."),
+    click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None,
+                 help="--max-arcs of the first-pass expansion [default: --max-arcs]."),
+    click.option("--lookahead/--no-lookahead", default=True,
+                 help="Prune lattices too large for --max-arcs by scores with the LMs' one-word-context look-ahead in them, "
+                      "not by the lattice's scores alone (which for pocketsphinx lattices have no LM)."),
+    click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,
+                 help="Lattices are read and rescored in batches of about this many input arcs (bounds memory)."),
+    click.option("--normalize/--no-normalize", default=True,
+                 help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm."),
+    click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case, e.g. <UNK>]."),
+)
+
+
+def job_options(func):
+    """Decorator: the inputs, LMs, expansion, pruning and device options that ``afp-rescore`` and
+    ``afp-tune`` share (:data:`JOB_OPTIONS`, in help order)."""
+    for option in reversed(JOB_OPTIONS):
+        func = option(func)
+    return func
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH)
-@click.option("--lm", required=True, type=INPUT, help="The new LM: an afp-train-lm checkpoint (model.pt) or an ARPA n-gram (.arpa[.gz]).")
-@click.option("--old-lm", type=INPUT, default=None,
-              help="ARPA n-gram (or checkpoint) whose scores replace the lattices' LM scores before interpolation.")
+@job_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format (auto: from the content).")
-@click.option("--words", type=INPUT, help="words.txt of Kaldi lattices [default: one next to the archive, else the ids are the words].")
 @frame_options
-@penalty_options
 @click.option("--am-scale", type=float, default=None, help="Acoustic scale [default: lattice header, else 1].")
 @click.option("--lm-scale", type=float, default=None, help="LM scale [default: lattice header, else 1].")
 @click.option("--word-penalty", type=float, default=None, help="Per-word score added [default: lattice header, else 0].")
@@ -51,25 +82,7 @@ def comma_floats(ctx, param, value: Optional[str]):
 @click.option("--decode", type=click.Choice(DECODES), default="viterbi",
               help="The 1-best in OUT/text and OUT/ctm: viterbi (best path) or mbr (lattice minimum Bayes risk, "
                    "Kaldi's lattice-mbr-decode algorithm, on the rescored lattice).")
-@click.option("--iterations", "-K", type=click.IntRange(min=1), default=None,
-              help="Expansion order K [default: the model's iterations; needed for a BPTT model].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
-@click.option("--max-arcs", type=click.IntRange(min=1), default=100_000,
-              help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported).")
-@click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
-              help="With --old-lm: first expand for and score with the old LM alone (Kaldi's lmrescore), prune that "
-                   "lattice at this beam (lattice-prune), then expand for the new LM [default: one expansion for both].")
-@click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None,
-              help="--max-arcs of the first-pass expansion [default: --max-arcs].")
-@click.option("--lookahead/--no-lookahead", default=True,
-              help="Prune lattices too large for --max-arcs by scores with the LMs' one-word-context look-ahead in them, "
-                   "not by the lattice's scores alone (which for pocketsphinx lattices have no LM).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
-@click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,
-              help="Lattices are read and rescored in batches of about this many input arcs (bounds memory).")
-@click.option("--normalize/--no-normalize", default=True,
-              help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm.")
-@click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case, e.g. <UNK>].")
 @click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or utterances I::N if fewer files.")
 @click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
 @click.option("--lattice-format", type=click.Choice(WRITE_FORMATS), default=None,

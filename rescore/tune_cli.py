@@ -3,10 +3,7 @@ import sys
 
 import click
 
-from lattices.cli.common import LATTICE_PATH, penalty_options
-from lattices.reader import FORMATS
-
-from .cli import comma_floats
+from .cli import comma_floats, job_options
 from .pipeline import RescoreOptions
 from .run import RunOptions
 from .tune import DEFAULT_LM_SCALES, DEFAULT_PENALTIES, DEFAULT_WEIGHTS, penalties_of, tune, write_scales
@@ -19,14 +16,9 @@ def _grid(values) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH)
-@click.option("--lm", required=True, type=INPUT, help="The new LM (afp-train-lm checkpoint or ARPA), as for afp-rescore.")
-@click.option("--old-lm", type=INPUT, default=None, help="LM whose scores replace the lattices' LM scores, as for afp-rescore.")
+@job_options
 @click.option("--ref", required=True, type=INPUT, help="References of the dev set (Kaldi text or lhotse supervisions).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The scales.json to write.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Lattice format.")
-@click.option("--words", type=INPUT, help="words.txt of Kaldi lattices.")
-@penalty_options
 @click.option("--am-scale", type=float, default=1.0, help="Acoustic scale (kept fixed: the other scales are relative to it).")
 @click.option("--lm-scales", callback=comma_floats, default=_grid(DEFAULT_LM_SCALES), help="LM scales to try.")
 @click.option("--word-penalties", callback=comma_floats, default=_grid(DEFAULT_PENALTIES), help="Word penalties to try.")
@@ -38,16 +30,6 @@ def _grid(values) -> str:
               help="Word penalty of that beam (first round; later rounds prune at the previous round's best).")
 @click.option("--rounds", type=click.IntRange(min=1), default=2,
               help="Rescoring rounds: each prunes at the previous round's best scales and searches the grid again.")
-@click.option("--iterations", "-K", type=click.IntRange(min=1), default=None, help="Expansion order K [default: the model's].")
-@click.option("--max-arcs", type=click.IntRange(min=1), default=100_000, help="Per utterance, at most this many expanded arcs.")
-@click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
-              help="As for afp-rescore: with --old-lm, its own expansion pruned at this beam first.")
-@click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None, help="As for afp-rescore.")
-@click.option("--lookahead/--no-lookahead", default=True, help="As for afp-rescore.")
-@click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000, help="Input arcs per batch.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="auto = CUDA when available.")
-@click.option("--normalize/--no-normalize", default=True, help="As for afp-rescore (--no-normalize: self-normalised LMs only).")
-@click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case].")
 def tune_command(lattices, lm, old_lm, ref, out, fmt, words, rules, am_scale, lm_scales, word_penalties, weights, prune_lm_scale,
                  prune_word_penalty, rounds, iterations, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, batch_arcs, device, normalize, unk) -> None:
     """Rescore the dev-set LATTICES once and grid-search the LM scale, word penalty and
