@@ -1,4 +1,5 @@
 """LM look-ahead for pruning: brute-force bigram Viterbi scores, and the path it saves."""
+import functools
 import math
 import random
 
@@ -40,6 +41,7 @@ def random_batch(seed: int, n: int = 4) -> k2.Fsa:
     return k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(3, 6))) for _ in range(n)])
 
 
+@functools.lru_cache(maxsize=None)
 def arpa_tables():
     """(unigram {word: (log10 p, log10 backoff)}, bigram {(prev, word): log10 p}) of the ARPA text."""
     uni, bi, section = {}, {}, 0
