@@ -263,39 +263,44 @@ $(BENCH_LS_DIR)/lm/%/metrics.json: | $(BENCH_LS_DIR)/text/train.txt
 .PHONY: bench-librispeech-lms
 bench-librispeech-lms: $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS_RUNS))
 
-# LMs on the public-domain books (issue 12): 56M words, whole books held out. One epoch takes
-# many CPU hours: the job checkpoints every BOOKS_CHECKPOINT steps and a rerun of the same make
-# command resumes it (from last.pt) until metrics.json exists. BOOKS_MAX_STEPS caps the total.
+# LMs on the public-domain books (issue 12): 56M words, whole books held out. Two families of runs,
+# each named MODE or small-MODE with MODE = bptt or afpK:
+# - MODE: 1x256 tied LSTM, 30k words, one epoch (about 100k steps, many CPU hours). The job
+#   checkpoints every BOOKS_CHECKPOINT steps and a rerun of the same make command resumes it
+#   (from last.pt) until metrics.json exists. BOOKS_MAX_STEPS caps the total.
+# - small-MODE: 1x128 tied LSTM, 10k words, BOOKS_SMALL_STEPS steps of 32 sentences (about 6.6M
+#   tokens, 40 minutes on one core). small-afp4 is the LM shipped with the demo (make demo-lm).
 BOOKS ?= ../shared/data/text/books
 BOOKS_DIR ?= exp/books
 BOOKS_RUNS ?= afp4 bptt
+BOOKS_SMALL_RUNS ?= small-afp2 small-afp4 small-afp8 small-bptt
 BOOKS_CHECKPOINT ?= 3000
 BOOKS_MAX_STEPS ?=
-BOOKS_LM_FLAGS ?= --cell lstm --layers 1 --embed 256 --hidden 256 --tie --batch-size 32 --lr 2e-3 \
-                  --epochs 1 --max-vocab 30000 --device $(DEVICE) --seed 1 --no-progress \
+BOOKS_COMMON_FLAGS ?= --cell lstm --layers 1 --tie --batch-size 32 --epochs 1 --device $(DEVICE) --seed 1 --no-progress
+BOOKS_LM_FLAGS ?= $(BOOKS_COMMON_FLAGS) --embed 256 --hidden 256 --lr 2e-3 --max-vocab 30000 \
                   --checkpoint-every $(BOOKS_CHECKPOINT) $(if $(BOOKS_MAX_STEPS),--max-steps $(BOOKS_MAX_STEPS))
-
-# The small AFP-4 LM shipped with the demo (data/demo/books-afp4-128.pt), the run named `demo`:
-# 1x128 LSTM, 10k words, DEMO_LM_STEPS steps of 32 sentences on the books (about 6.6M tokens).
-DEMO_LM_STEPS ?= 12000
-BOOKS_FLAGS_demo ?= --cell lstm --layers 1 --embed 128 --hidden 128 --tie --batch-size 32 --lr 3e-3 --epochs 1 \
-                    --max-vocab 10000 --max-steps $(DEMO_LM_STEPS) --checkpoint-every 2000 --mode afp --iterations 4 \
-                    --device $(DEVICE) --seed 1 --no-progress
+BOOKS_SMALL_STEPS ?= 12000
+BOOKS_SMALL_FLAGS ?= $(BOOKS_COMMON_FLAGS) --embed 128 --hidden 128 --lr 3e-3 --max-vocab 10000 \
+                     --max-steps $(BOOKS_SMALL_STEPS) --checkpoint-every 2000
+books_mode = $(if $(filter bptt,$1),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$1))
+books_flags = $(if $(filter small-%,$1),$(BOOKS_SMALL_FLAGS),$(BOOKS_LM_FLAGS)) $(call books_mode,$(patsubst small-%,%,$1))
 
 $(BOOKS_DIR)/text/train.txt.gz: | $(VENV)/.installed
 	cd bench && ../$(PY) prepare_books.py $(abspath $(BOOKS)) $(abspath $(@D)) \
 	  $(if $(wildcard $(DECODE_DIR)/ref.txt),--ref $(abspath $(DECODE_DIR)/ref.txt))
 
-# Run names: bptt, afpK (BOOKS_LM_FLAGS), or any NAME with its own BOOKS_FLAGS_NAME (demo).
 $(BOOKS_DIR)/lm/%/metrics.json: | $(BOOKS_DIR)/text/train.txt.gz
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/afp-train-lm --train $(BOOKS_DIR)/text/train.txt.gz \
 	  --valid $(BOOKS_DIR)/text/valid.txt.gz --test $(BOOKS_DIR)/text/test.txt.gz --out $(@D) \
-	  $(or $(BOOKS_FLAGS_$*),$(BOOKS_LM_FLAGS) $(if $(filter bptt,$*),--mode bptt,--mode afp --iterations $(patsubst afp%,%,$*))) \
-	  $(if $(wildcard $(@D)/last.pt),--resume)
+	  $(call books_flags,$*) $(if $(wildcard $(@D)/last.pt),--resume)
 
+# The demo's LM (data/demo/books-afp4-128.pt) is the small AFP-4 run.
 .PHONY: demo-lm
-demo-lm: $(BOOKS_DIR)/lm/demo/metrics.json
-	cp $(BOOKS_DIR)/lm/demo/model.pt $(DEMO_DATA)/books-afp4-128.pt
+demo-lm: $(BOOKS_DIR)/lm/small-afp4/metrics.json
+	cp $(BOOKS_DIR)/lm/small-afp4/model.pt $(DEMO_DATA)/books-afp4-128.pt
+
+.PHONY: books-small-lms
+books-small-lms: $(patsubst %,$(BOOKS_DIR)/lm/%/metrics.json,$(BOOKS_SMALL_RUNS))
 
 .PHONY: books-lms
 books-lms: $(patsubst %,$(BOOKS_DIR)/lm/%/metrics.json,$(BOOKS_RUNS))

@@ -56,7 +56,7 @@ from models.scoring import pad_sequences, sentence_log_probs
 from rescore.arc_scores import lm_ids_for_symbols
 from rescore.pipeline import RescoreOptions, rescore_batch
 from rescore.scorers import Scorer, load_scorer
-from rescore.tune import utterance_errors
+from rescore.tune import grid_errors, utterance_errors
 
 LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
 PENALTIES = (-24.0, -20.0, -16.0, -12.0, -8.0, -4.0, 0.0, 4.0)
@@ -74,34 +74,18 @@ class Row:
     note: str = ""
 
 
-def best_path_words(fsas: k2.Fsa, scores: torch.Tensor, symbols: k2.SymbolTable) -> List[List[str]]:
-    """Viterbi 1-best words of every FSA of ``fsas`` (a private copy whose ``scores`` are replaced)."""
-    fsas.scores = scores.to(fsas.scores.dtype)
-    best = k2.shortest_path(fsas, use_double_scores=True)
-    labels = best.labels.long()
-    fsa_of_arc = best.arcs.row_ids(1).long()[best.arcs.row_ids(2).long()]
-    keep = labels > 0
-    counts = torch.bincount(fsa_of_arc[keep], minlength=fsas.shape[0]).tolist()
-    return [[symbols.get(w) for w in part.tolist()] for part in torch.split(labels[keep], counts)] if counts else []
-
-
-def lattice_grid(cache: str, lats: LatticeBatch, new: Optional[str], weights: Sequence[float], refs) -> Tuple[List[Params], np.ndarray]:
-    """Errors ``[grid][utt]`` of the lattice 1-best for every (lm_scale, word_penalty, w), cached
-    in ``cache`` (a ``.json`` file)."""
+def lattice_grid(cache: str, lats: LatticeBatch, weights: Sequence[float], refs) -> Tuple[List[Params], np.ndarray]:
+    """Errors ``[grid][utt]`` of the 1-best of the rescored lattices at every (lm_scale,
+    word_penalty, w), by :func:`rescore.tune.grid_errors` (the search of ``afp-tune``), cached in
+    ``cache`` (a ``.json`` file)."""
     if os.path.exists(cache):
         saved = json.load(open(cache))
         return [tuple(g) for g in saved["grid"]], np.array(saved["errors"])
-    fsas = lats.fsas.clone()
-    am, words = fsas.am_scores.double(), (fsas.labels > 0).double()
-    old = (fsas.old_lm_scores if new else fsas.lm_scores).double()
-    grid, errs = [], []
-    for s, p, w in product(LM_SCALES, PENALTIES, weights if new else (0.0,)):
-        lm = old if w == 0.0 else (1 - w) * old + w * getattr(fsas, new).double()
-        grid.append((s, p, w))
-        errs.append(utterance_errors(refs, best_path_words(fsas, am + s * lm + p * words, lats.symbols)))
+    grid = list(product(LM_SCALES, PENALTIES, weights))
+    errs = grid_errors(lats.fsas, refs, lats.symbols, 1.0, grid)
     with atomic_open(cache) as f:
-        json.dump({"grid": grid, "errors": np.stack(errs).tolist()}, f)
-    return grid, np.stack(errs)
+        json.dump({"grid": grid, "errors": errs.tolist()}, f)
+    return grid, errs
 
 
 def mbr_errors(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params], refs) -> Tuple[np.ndarray, float, Dict]:
@@ -235,7 +219,7 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
               help="LM scale and word penalty at which the 3-gram expansion is pruned to --ngram-max-arcs "
                    "(default: pocketsphinx's own -bestpathlw and -wip).")
 @click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
-@click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (pruned by acoustic scores only).")
+@click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (beam-pruned at --first-pass-scales with the LM look-ahead).")
 @click.option("--beam", default=150.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
@@ -261,7 +245,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
     fp_lm_scale, fp_wp = (float(x) for x in first_pass_scales.split(","))
     l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, fp_lm_scale, fp_wp)] * len(batch), opts)
     assert l3.utt_ids == batch.utt_ids
-    grid, errs = lattice_grid(os.path.join(out, "cache", "3gram-grid.json"), l3, None, (), refs)
+    grid, errs = lattice_grid(os.path.join(out, "cache", "3gram-grid.json"), l3, (1.0,), refs)
     total, chosen, tuned = two_fold(grid, errs, fold)
     rows.append(Row("lattice + 3-gram", total, st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned"))
     scales3 = [(1.0, s, p) for s, p, _ in tuned]  # per utterance, tuned on the other fold
@@ -280,8 +264,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
         opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
         la, st = cached_rescore(os.path.join(out, "cache", f"{tag}-beam{beam:g}.pt"), l3, afp, scales3, opts)
         assert la.utt_ids == batch.utt_ids, "an utterance is missing from the AFP expansion"
-        grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-beam{beam:g}-grid.json"), la, "afp_lm_scores",
-                                  WEIGHTS + (1.0,), refs)
+        grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-beam{beam:g}-grid.json"), la, WEIGHTS + (1.0,), refs)
         note = (f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, "
                 f"{st.get('cell_steps', 0) / max(st['distinct_histories'], 1):.2f} cell steps/history, {st['pruned']} utts pruned; "
                 f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")

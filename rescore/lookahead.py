@@ -34,6 +34,23 @@ Scales = Tuple[float, float, float]  # (am_scale, lm_scale, word_penalty)
 
 
 @dataclass
+class LookaheadWeights:
+    """How the look-ahead combines its scores, given by the caller of an expansion.
+
+    Attributes:
+        scales: ``[utt]`` the scales of every input utterance.
+        lm_weights: the weight of each LM scored in the expansion, in the same order (``w`` for
+            the new LM, ``1 − w`` for the old one).
+        lattice_lm_weight: the weight of the lattices' own ``lm_scores`` (``1 − w`` without an
+            old LM, 0 with one).
+    """
+
+    scales: Sequence[Scales]
+    lm_weights: Sequence[float]
+    lattice_lm_weight: float
+
+
+@dataclass
 class Lookahead:
     """What the look-ahead needs besides the lattices.
 

@@ -29,7 +29,7 @@ from .arc_scores import arc_lm_scores, history_tokens
 from .combine import rescored_lattices
 from .expand import Expansion
 from .fit import PruneInfo, expand_within
-from .lookahead import Lookahead
+from .lookahead import Lookahead, LookaheadWeights
 from .nbest_exact import rescore_nbest_exact
 from .scorers import Scorer
 
@@ -150,14 +150,13 @@ class ScoredExpansion:
 
 def expand_and_score(
     fsas: k2.Fsa, symbols: k2.SymbolTable, lms: Sequence[Scorer], order: int, max_arcs: Optional[int],
-    max_batch: int = 4096, progress: bool = False, lookahead: Optional[Tuple[List[Scales], Sequence[float], float]] = None,
+    max_batch: int = 4096, progress: bool = False, lookahead: Optional[LookaheadWeights] = None,
 ) -> ScoredExpansion:
     """Expand ``fsas`` to unique ``order``-token histories (pruning to ``max_arcs`` by the beam on
     ``fsas.scores``) and score every expanded arc with each LM of ``lms`` in one pass per LM.
 
-    With ``lookahead = (scales [utt], weight of each LM, weight of the lattice's lm_scores)`` the
-    beam applies to those scores with the LMs' one-word-context look-ahead in them
-    (:mod:`rescore.lookahead`)."""
+    With ``lookahead``, the beam applies to those scores with the LMs' one-word-context look-ahead
+    in them, combined with the weights it gives (:mod:`rescore.lookahead`)."""
     t0 = time.perf_counter()
     token_of_symbol, tables = history_tokens(symbols, [lm.vocab for lm in lms])
     labels = fsas.labels.long()
@@ -165,8 +164,8 @@ def expand_and_score(
     bos = len(tables[0]) - 1
     la = None
     if lookahead is not None:
-        scales, weights, lattice_lm_weight = lookahead
-        la = Lookahead(list(zip(lms, tables)), weights, lattice_lm_weight, scales, symbols, bos, max_batch).viterbi
+        la = Lookahead(list(zip(lms, tables)), lookahead.lm_weights, lookahead.lattice_lm_weight, lookahead.scales,
+                       symbols, bos, max_batch).viterbi
     expansion, pruned, failures = expand_within(fsas, order, bos, tokens, max_arcs, prune_scores=la)
     t1 = time.perf_counter()
     scored = [arc_lm_scores(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
@@ -199,7 +198,7 @@ def first_pass(batch: LatticeBatch, old: Scorer, scales: List[Scales], opts: Res
     t0 = time.perf_counter()
     done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
                             opts.first_pass_max_arcs or opts.max_arcs, opts.max_batch, opts.progress,
-                            (scales, [1.0], 0.0) if opts.lookahead else None)
+                            LookaheadWeights(scales, [1.0], 0.0) if opts.lookahead else None)
     fsas = rescored_lattices(done.expansion.fsas, done.expansion.fsas.lm_scores, done.scores[0], 1.0)
     kept = done.expansion.kept
     kept_scales = [scales[i] for i in kept]
@@ -227,7 +226,7 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     order = opts.order or max(c for c in contexts if c is not None)
     lms = [scorer] + ([old] if old is not None else [])
     w = opts.interpolate
-    la = (scales, [w, 1.0 - w], 0.0) if old is not None else (scales, [w], 1.0 - w)
+    la = LookaheadWeights(scales, [w, 1.0 - w], 0.0) if old is not None else LookaheadWeights(scales, [w], 1.0 - w)
     done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, lms, order, opts.max_arcs,
                             opts.max_batch, opts.progress, la if opts.lookahead else None)
     expansion, new_lm = done.expansion, done.scores[0]
