@@ -48,7 +48,7 @@ help:
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
 include bench/decode.mk
 
@@ -312,13 +312,26 @@ $(NGRAM_ARPA): | $(VENV)/.installed
 	mkdir -p $(@D)
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/ngram_load.py --arpa $@ > $(@D)/load.json
 
+# $(call wer_table,LM_DIR,RUNS): the 2-fold WER table with the runs afpK / small-afpK (--afp),
+# afpKsn (--afp-self-norm) and bptt / small-bptt (--bptt) of LM_DIR.
+wer_table = OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/librispeech_wer.py --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt \
+  --hyp $(DECODE_DIR)/hyp.txt --ngram $(NGRAM_ARPA) --out $(@D) $(BENCH_LS_FLAGS) \
+  $(foreach r,$(filter-out %sn,$(filter afp% small-afp%,$2)),--afp $1/$(r)/model.pt) \
+  $(foreach r,$(filter %sn,$2),--afp-self-norm $1/$(r)/model.pt) \
+  $(foreach r,$(filter %bptt,$2),--bptt $1/$(r)/model.pt)
+
 $(BENCH_LS_DIR)/wer/table.md: $(NGRAM_ARPA) $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS_RUNS)) \
                               | $(DECODE_DIR)/lats/.done
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/librispeech_wer.py --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt \
-	  --hyp $(DECODE_DIR)/hyp.txt --ngram $(NGRAM_ARPA) --out $(@D) $(BENCH_LS_FLAGS) \
-	  $(foreach r,$(filter-out %sn,$(filter afp%,$(BENCH_LS_RUNS))),--afp $(BENCH_LS_DIR)/lm/$(r)/model.pt) \
-	  $(foreach r,$(filter %sn,$(BENCH_LS_RUNS)),--afp-self-norm $(BENCH_LS_DIR)/lm/$(r)/model.pt) \
-	  $(if $(filter bptt,$(BENCH_LS_RUNS)),--bptt $(BENCH_LS_DIR)/lm/bptt/model.pt)
+	$(call wer_table,$(BENCH_LS_DIR)/lm,$(BENCH_LS_RUNS))
+
+# The same table with the LMs trained on the books (issue 12 §4).
+BOOKS_WER_RUNS ?= $(BOOKS_SMALL_RUNS)
+$(BOOKS_DIR)/wer/table.md: $(NGRAM_ARPA) $(patsubst %,$(BOOKS_DIR)/lm/%/metrics.json,$(BOOKS_WER_RUNS)) \
+                           | $(DECODE_DIR)/lats/.done
+	$(call wer_table,$(BOOKS_DIR)/lm,$(BOOKS_WER_RUNS))
+
+.PHONY: bench-books-wer
+bench-books-wer: $(BOOKS_DIR)/wer/table.md
 
 .PHONY: bench-librispeech
 bench-librispeech: $(BENCH_LS_DIR)/wer/table.md
@@ -329,11 +342,13 @@ bench-librispeech: $(BENCH_LS_DIR)/wer/table.md
 BENCH_SCALING_DIR ?= exp/bench-scaling
 BENCH_SCALING_LATTICE ?= tests/data/lattices/theanolm/lattice.slf
 BENCH_SCALING_NS ?= 100,1000,10000
+BENCH_SCALING_FLAGS ?= --lm-scale 10
+BENCH_SCALING_LM ?= $(DEMO_DIR)/lm/model.pt
 BENCH_BASELINE ?=
 
-$(BENCH_SCALING_DIR)/scaling.json: $(DEMO_DIR)/lm/model.pt
+$(BENCH_SCALING_DIR)/scaling.json: $(BENCH_SCALING_LM)
 	$(PY) bench/scaling.py --lattice $(BENCH_SCALING_LATTICE) --lm $< --ns $(BENCH_SCALING_NS) --out $(@D) \
-	  --threads $(BENCH_THREADS) $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+	  --flags '$(BENCH_SCALING_FLAGS)' --threads $(BENCH_THREADS) $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 
 # WER against rescoring time (issue 10): AFP-K over --max-arcs vs exact N-best, same LM and lattices.
 BENCH_WT_DIR ?= exp/bench-wer-time
