@@ -8,6 +8,8 @@
 Systems (rows of ``OUT/table.md``):
 
 - ``pocketsphinx 1-best``: the recognizer's own output (``--hyp``).
+- ``lattice + 3-gram at the recognizer's scales``: the first-pass lattice below, searched at
+  ``--first-pass-scales`` without tuning (first-pass parity).
 - ``lattice + 3-gram``: every lattice expanded to 2-word histories and scored with the ARPA 3-gram
   (:func:`rescore.pipeline.rescore_batch`, ``interpolate=1``). This is the first-pass lattice of
   every later row, as in Kaldi's ``lmrescore`` then RNNLM rescoring.
@@ -165,9 +167,16 @@ def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[
     return grid, np.stack(errs), {"seconds": seconds, "hypotheses": len(flat), "oracle_errors": oracle}
 
 
-def nbest_row(lats: LatticeBatch, scorer: Scorer, scales, n: int, refs, fold: np.ndarray, name: str, ref_words: int) -> Row:
-    """The 2-fold tuned row of :func:`nbest_rows`."""
-    grid, errs, st = nbest_rows(lats, scorer, scales, n, refs)
+def nbest_row(cache: str, lats: LatticeBatch, scorer: Scorer, scales, n: int, refs, fold: np.ndarray, name: str,
+              ref_words: int) -> Row:
+    """The 2-fold tuned row of :func:`nbest_rows`, cached in ``cache`` (a ``.json`` file)."""
+    if os.path.exists(cache):
+        saved = json.load(open(cache))
+        grid, errs, st = [tuple(g) for g in saved["grid"]], np.array(saved["errors"]), saved["stats"]
+    else:
+        grid, errs, st = nbest_rows(lats, scorer, scales, n, refs)
+        with atomic_open(cache) as f:
+            json.dump({"grid": grid, "errors": errs.tolist(), "stats": st}, f)
     total, chosen, _ = two_fold(grid, errs, fold)
     return Row(name, total, st["seconds"], int(lats.fsas.num_arcs), chosen,
                f"{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%")
@@ -246,6 +255,9 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
     l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, fp_lm_scale, fp_wp)] * len(batch), opts)
     assert l3.utt_ids == batch.utt_ids
     grid, errs = lattice_grid(os.path.join(out, "cache", "3gram-grid.json"), l3, (1.0,), refs)
+    parity = grid_errors(l3.fsas, refs, l3.symbols, 1.0, [(fp_lm_scale, fp_wp, 1.0)])[0]
+    rows.append(Row(f"lattice + 3-gram at the recognizer's scales ({fp_lm_scale:g}, {fp_wp:g}), untuned", int(parity.sum()),
+                    st["seconds"], st["arcs_in"], note="first-pass parity"))
     total, chosen, tuned = two_fold(grid, errs, fold)
     rows.append(Row("lattice + 3-gram", total, st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned"))
     scales3 = [(1.0, s, p) for s, p, _ in tuned]  # per utterance, tuned on the other fold
@@ -258,9 +270,11 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
 
     for path, normalize in [(p, True) for p in afps] + [(p, False) for p in afps_self_norm]:
         afp = load_scorer(path, device, normalize=normalize)
-        name = f"AFP-{afp.context}" + ("" if normalize else " self-normalised, no normaliser")
+        run = os.path.basename(os.path.dirname(os.path.abspath(path)))  # afpK, small-afpK, ...: names the model
+        label = "" if run in (f"afp{afp.context}", f"afp{afp.context}sn") else f" [{run}]"
+        name = f"AFP-{afp.context}{label}" + ("" if normalize else " self-normalised, no normaliser")
         lm_info[name] = perplexity(load_scorer(path, device), refs)
-        tag = f"afp{afp.context}" + ("" if normalize else "-selfnorm")
+        tag = (f"afp{afp.context}" if not label else run) + ("" if normalize else "-selfnorm")
         opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
         la, st = cached_rescore(os.path.join(out, "cache", f"{tag}-beam{beam:g}.pt"), l3, afp, scales3, opts)
         assert la.utt_ids == batch.utt_ids, "an utterance is missing from the AFP expansion"
@@ -276,14 +290,16 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
         total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
         rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
         if normalize or path not in afps:  # the same model run with full history on the exact N-best
-            rows += [nbest_row(l3, load_scorer(path, device), tuned, n, refs, fold,
-                               f"lattice + 3-gram + AFP-{afp.context} model{'' if normalize else ' (self-normalised)'} "
+            rows += [nbest_row(os.path.join(out, "cache", f"{tag}-{n}best.json"), l3, load_scorer(path, device), tuned, n, refs, fold,
+                               f"lattice + 3-gram + AFP-{afp.context}{label} model{'' if normalize else ' (self-normalised)'} "
                                f"run exact, exact {n}-best", ref_words) for n in ns]
 
     if bptt:
         lstm = load_scorer(bptt, device)
+        bptt_run = os.path.basename(os.path.dirname(os.path.abspath(bptt)))
         lm_info["BPTT"] = perplexity(lstm, refs)
-        rows += [nbest_row(l3, lstm, tuned, n, refs, fold, f"lattice + 3-gram + BPTT LSTM, exact {n}-best", ref_words) for n in ns]
+        rows += [nbest_row(os.path.join(out, "cache", f"bptt-{bptt_run}-{n}best.json"), l3, lstm, tuned, n, refs, fold,
+                           f"lattice + 3-gram + BPTT LSTM, exact {n}-best", ref_words) for n in ns]
 
     _, summary = oracle_wer(batch.fsas, batch.symbols, refs)
     rows.append(Row("lattice oracle", summary.errors))

@@ -17,13 +17,17 @@ its maximum score, in order; the search stops after ``n`` of them. Work is bound
 ``O(states x total length of the n hypotheses)`` node expansions, not by the number of paths.
 Search priorities are compared after rounding to 7 decimals (ties pop depth first), so scores
 that differ by less than 1e-7 count as tied; reported totals are the exact double-precision sums
-of the path's float32 arc scores.
+of the path's float32 arc scores. Rank 1 is always k2's Viterbi best path
+(``k2.shortest_path``, the same score as the search's first; between sequences tied exactly it
+decides which comes first), and ``n = 1`` is that search alone: so the 1-best of any n-best list,
+the 1-best text and every point of a grid search (:mod:`rescore.tune`) agree, ties included.
 """
 import heapq
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
+import numpy as np
 
 from lattices.lattice_batch import with_scales, with_utterance_scales
 from lattices.validate import arc_arrays
@@ -84,11 +88,14 @@ def nbest(
     if scales is not None and len(scales) != num_fsas:
         raise ValueError(f"{len(scales)} scale triples for {num_fsas} lattices")
 
-    arrays = arc_arrays(fsas)
     if scales is None:
         scored = with_scales(fsas, am_scale, lm_scale, word_penalty)
     else:
         scored = with_utterance_scales(fsas, scales)
+    best = _viterbi_best(scored)
+    if n == 1:
+        return best
+    arrays = arc_arrays(fsas)
     # g (search) and the heuristic use the same float32 arc scores, accumulated in double.
     arc_score = scored.scores.double().tolist()
     scored_bwd = scored.get_backward_scores(use_double_scores=True, log_semiring=False).tolist()
@@ -104,9 +111,21 @@ def nbest(
     for i in range(num_fsas):
         start, final = state_splits[i], state_splits[i + 1] - 1
         results.append(
-            _nbest_one(n, start, final, arc_splits, dst, labels, arc_score, am, lm, scored_bwd)
+            _viterbi_first(_nbest_one(n, start, final, arc_splits, dst, labels, arc_score, am, lm, scored_bwd), best[i])
         )
     return results
+
+
+def _viterbi_first(hyps: List[Hypothesis], best: List[Hypothesis]) -> List[Hypothesis]:
+    """``hyps`` with the Viterbi best sequence ``best[0]`` first when the A* search ranked another
+    sequence of the same score first, so that rank 1 is always ``nbest(..., n=1)``."""
+    if not hyps or not best or hyps[0].words == best[0].words:
+        return hyps
+    v = best[0]
+    if abs(v.total - hyps[0].total) > 1e-6 * max(1.0, abs(v.total)):
+        return hyps  # not a tie (cannot happen beyond rounding): keep the search's order
+    rest = [h for h in hyps if h.words != v.words]
+    return [v] + rest[: len(hyps) - 1]
 
 
 def _nbest_one(
@@ -176,6 +195,24 @@ def _nbest_one(
             counter -= 1
             push(heap, (-round(ng + h, _DIGITS), counter, t, npid, ng, a_sum + am[a], l_sum + lm[a]))
     return out
+
+
+def _viterbi_best(scored: k2.Fsa) -> List[List[Hypothesis]]:
+    """``n = 1``: the best path of every lattice by k2's Viterbi search, whose word sequence is the
+    best one (the best path of the best sequence is the best path overall). Vectorised over the
+    batch, so a grid search (:mod:`rescore.tune`) costs one C++ pass per point, not a Python
+    search over every arc."""
+    best = k2.shortest_path(scored, use_double_scores=True)
+    num_fsas = scored.shape[0]
+    fsa_of_arc = best.arcs.row_ids(1).long()[best.arcs.row_ids(2).long()].cpu().numpy()
+    labels = best.labels.long().cpu().numpy()
+    sums = [np.bincount(fsa_of_arc, weights=x.double().cpu().numpy(), minlength=num_fsas).tolist()
+            for x in (best.scores, best.am_scores, best.lm_scores)]
+    has_path = np.bincount(fsa_of_arc, minlength=num_fsas) > 0
+    keep = labels > 0
+    words = np.split(labels[keep], np.cumsum(np.bincount(fsa_of_arc[keep], minlength=num_fsas))[:-1])
+    return [[Hypothesis(words=w.tolist(), total=t, am=a, lm=m)] if ok else []
+            for w, t, a, m, ok in zip(words, *sums, has_path.tolist())]
 
 
 def one_best(

@@ -4,7 +4,9 @@ import os
 
 import k2
 import numpy as np
-import pytest
+import torch
+
+from lattices.lattice_batch import LatticeBatch
 
 from tests.lattice_utils import fsa_from_arcs, make_symbols
 
@@ -34,15 +36,23 @@ def test_two_fold_prefers_the_grid_order_on_ties():
     assert chosen == [grid[0], grid[0]] and total == 2
 
 
-@pytest.mark.parametrize("penalty, expected", [(0.0, ["w1", "w2"]), (-5.0, ["w3"])])
-def test_best_path_words_uses_the_given_scores(penalty, expected):
+def test_lattice_grid_searches_every_point_and_caches_it(tmp_path):
     symbols = make_symbols()
     # two paths: w1 w2 (am -1 per word) or w3 (am -3); a word penalty flips the choice
     fsa = fsa_from_arcs([(0, 1, 1, -1.0, 0.0), (1, 3, 2, -1.0, 0.0), (0, 2, 3, -3.0, 0.0), (2, 3, 0, 0.0, 0.0),
                          (3, 4, -1, 0.0, 0.0)], final=4)
     fsas = k2.create_fsa_vec([fsa, fsa])
+    fsas.old_lm_scores = torch.zeros_like(fsas.scores)
+    fsas.afp_lm_scores = torch.zeros_like(fsas.scores)
     before = fsas.scores.clone()
-    scores = fsas.am_scores + penalty * (fsas.labels > 0).float()
-    assert wer_bench.best_path_words(fsas.clone(), scores, symbols) == [expected, expected]
-    assert wer_bench.utterance_errors([["W1", "W2"]], [expected]).tolist() == [0 if expected == ["w1", "w2"] else 2]
+    lats = LatticeBatch(fsas, ["a", "b"], symbols)
+    refs = [["W1", "W2"], ["W3"]]
+    cache = str(tmp_path / "grid.json")
+    grid, errs = wer_bench.lattice_grid(cache, lats, (1.0,), refs)
+    assert len(grid) == len(wer_bench.LM_SCALES) * len(wer_bench.PENALTIES)
+    for g, e in zip(grid, errs.tolist()):
+        # w1 w2 (scaled -2 + 2p) beats w3 (-3 + p) unless the penalty is below -1
+        assert e == ([0, 2] if g[1] >= -1 else [2, 0]), g
     assert fsas.scores.equal(before)
+    again, cached = wer_bench.lattice_grid(cache, None, (1.0,), None)  # read back, nothing searched
+    assert again == grid and cached.tolist() == errs.tolist()

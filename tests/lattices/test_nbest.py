@@ -58,8 +58,21 @@ def test_nbest_with_scales_and_per_lattice_scales(random_lattices):
         _check_against_brute_force(vec[i], hyps, 5, (0.5, 2.0, -1.0))
     rng = random.Random(7)
     scales = [(rng.choice([0.5, 1.0]), rng.choice([1.0, 3.0]), rng.choice([0.0, 1.5])) for _ in fsas]
-    for i, hyps in enumerate(nbest(vec, 4, scales=scales)):
-        _check_against_brute_force(vec[i], hyps, 4, scales[i])
+    for n in (1, 4):  # n = 1 is the Viterbi search, n > 1 the A* search
+        for i, hyps in enumerate(nbest(vec, n, scales=scales)):
+            _check_against_brute_force(vec[i], hyps, n, scales[i])
+
+
+def test_a_lattice_without_a_complete_path_has_no_hypothesis():
+    ok = k2.Fsa.from_str("0 1 3 -1.0\n1 2 -1 0.0\n2")
+    dead = k2.Fsa.from_str("0 1 3 -1.0\n2")  # the final state cannot be reached
+    for fsa in (ok, dead):
+        fsa.am_scores, fsa.lm_scores = fsa.scores.clone(), torch.zeros_like(fsa.scores)
+    vec = k2.create_fsa_vec([ok, dead, ok])
+    for n in (1, 2):
+        got = nbest(vec, n)
+        assert [len(h) for h in got] == [1, 0, 1]
+        assert got[2][0].words == [3] and got[2][0].total == pytest.approx(-1.0)
 
 
 def test_nbest_larger_random_lattices():
@@ -120,3 +133,18 @@ def test_massive_exact_ties_stay_fast():
     hyps = nbest(vec, 50)[0]
     assert len(hyps) == 50 and len({tuple(h.words) for h in hyps}) == 50
     assert all(h.total == pytest.approx(-40.0) and len(h.words) == 40 for h in hyps)
+
+
+def test_rank_one_is_the_viterbi_best_path_even_on_exact_ties(random_lattices):
+    tied = k2.Fsa.from_str("0 1 5 -1.0\n0 1 6 -1.0\n0 1 7 -2.0\n1 2 -1 0.0\n2")
+    tied.am_scores, tied.lm_scores = tied.scores.clone(), torch.zeros_like(tied.scores)
+    vec = k2.create_fsa_vec([tied])
+    one = nbest(vec, 1)[0][0]
+    best = k2.shortest_path(vec, use_double_scores=True)
+    assert one.words == [w for w in best.labels.tolist() if w > 0] and one.total == pytest.approx(-1.0)
+    for n in (2, 3):
+        hyps = nbest(vec, n)[0]
+        assert hyps[0].words == one.words and sorted(h.words[0] for h in hyps[:2]) == [5, 6]
+        assert [h.total for h in hyps] == pytest.approx([-1.0, -1.0, -2.0][:n])
+    vec = validate_lattices(k2.create_fsa_vec(random_lattices), [str(i) for i in range(len(random_lattices))])
+    assert [h[0].words for h in nbest(vec, 1)] == [h[0].words for h in nbest(vec, 7)]
