@@ -223,7 +223,7 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--afp-self-norm", "afps_self_norm", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Self-normalised AFP-K checkpoints (afp-train-lm --self-norm), scored without the normaliser.")
 @click.option("--bptt", type=click.Path(exists=True, dir_okay=False), help="Same-size BPTT LSTM checkpoint (N-best row).")
-@click.option("--nbest", "ns", default="100,1000", help="Comma-separated N of the exact N-best baselines (one row each).")
+@click.option("--nbest", "ns", default="100,1000", help="Comma-separated N of the exact N-best baselines (one row each; 0 for none).")
 @click.option("--first-pass-scales", default="9.5,-0.63",
               help="LM scale and word penalty at which the 3-gram expansion is pruned to --ngram-max-arcs "
                    "(default: pocketsphinx's own -bestpathlw and -wip).")
@@ -234,7 +234,7 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
 def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scales, max_arcs, ngram_max_arcs, beam, device, out) -> None:
     """2-fold tuned WER of every system on the LibriSpeech lattices."""
-    ns = [int(x) for x in ns.split(",")]
+    ns = [int(x) for x in ns.split(",") if x.strip() and int(x) > 0]
     os.makedirs(os.path.join(out, "cache"), exist_ok=True)
     batch, failures = read_lattices([lats])
     if failures:
