@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
 import numpy as np
+import torch
 
 from lattices.lattice_batch import with_scales, with_utterance_scales
 from lattices.validate import arc_arrays
@@ -197,20 +198,37 @@ def _nbest_one(
     return out
 
 
-def _viterbi_best(scored: k2.Fsa) -> List[List[Hypothesis]]:
-    """``n = 1``: the best path of every lattice by k2's Viterbi search, whose word sequence is the
-    best one (the best path of the best sequence is the best path overall). Vectorised over the
-    batch, so a grid search (:mod:`rescore.tune`) costs one C++ pass per point, not a Python
-    search over every arc."""
+def _shortest_paths(scored: k2.Fsa) -> Tuple[k2.Fsa, np.ndarray, List[np.ndarray]]:
+    """k2's Viterbi best path of every FSA: the paths, ``[path arc]`` their FSA, ``[utt]`` their
+    word ids."""
     best = k2.shortest_path(scored, use_double_scores=True)
     num_fsas = scored.shape[0]
     fsa_of_arc = best.arcs.row_ids(1).long()[best.arcs.row_ids(2).long()].cpu().numpy()
     labels = best.labels.long().cpu().numpy()
+    keep = labels > 0
+    words = np.split(labels[keep], np.cumsum(np.bincount(fsa_of_arc[keep], minlength=num_fsas))[:-1])
+    return best, fsa_of_arc, words
+
+
+def best_path_words(fsas: k2.Fsa, scores: torch.Tensor) -> List[List[int]]:
+    """``[utt]`` word ids of the best path of every lattice of ``fsas`` under the per-arc
+    ``scores`` (``[num_arcs]``): the search of ``nbest(..., n=1)`` when ``scores`` are its scaled
+    scores, without copying the lattices' other attributes (a grid search calls it per point).
+    ``fsas`` is not mutated."""
+    light = k2.Fsa(fsas.arcs.clone())
+    light.scores = scores.to(fsas.scores.dtype)
+    return [w.tolist() for w in _shortest_paths(light)[2]]
+
+
+def _viterbi_best(scored: k2.Fsa) -> List[List[Hypothesis]]:
+    """``n = 1``: the best path of every lattice by k2's Viterbi search, whose word sequence is the
+    best one (the best path of the best sequence is the best path overall), vectorised over the
+    batch."""
+    best, fsa_of_arc, words = _shortest_paths(scored)
+    num_fsas = scored.shape[0]
     sums = [np.bincount(fsa_of_arc, weights=x.double().cpu().numpy(), minlength=num_fsas).tolist()
             for x in (best.scores, best.am_scores, best.lm_scores)]
     has_path = np.bincount(fsa_of_arc, minlength=num_fsas) > 0
-    keep = labels > 0
-    words = np.split(labels[keep], np.cumsum(np.bincount(fsa_of_arc[keep], minlength=num_fsas))[:-1])
     return [[Hypothesis(words=w.tolist(), total=t, am=a, lm=m)] if ok else []
             for w, t, a, m, ok in zip(words, *sums, has_path.tolist())]
 

@@ -19,7 +19,7 @@ import k2
 import kaldialign
 import numpy as np
 
-from lattices.nbest import nbest
+from lattices.nbest import best_path_words
 from lattices.normalize import NormalizationRules
 from lattices.validate import select_lattices
 from models.distributed import resolve_device
@@ -56,7 +56,7 @@ def utterance_errors(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]
 def grid_errors(fsas: k2.Fsa, refs: Sequence[Sequence[str]], symbols: k2.SymbolTable, am_scale: float,
                 grid: Sequence[Point]) -> np.ndarray:
     """Errors ``[grid point][utt]`` of the 1-best of every rescored lattice at every grid point:
-    the same search as ``afp-rescore`` (:func:`lattices.nbest.nbest`), so a tuned point gives
+    the same search as ``afp-rescore`` (:func:`lattices.nbest.best_path_words`, its 1-best), so a tuned point gives
     exactly the errors ``afp-rescore`` then makes, ties included.
 
     Args:
@@ -64,13 +64,13 @@ def grid_errors(fsas: k2.Fsa, refs: Sequence[Sequence[str]], symbols: k2.SymbolT
             ``afp_lm_scores`` (:func:`rescore.combine.rescored_lattices`); not changed.
         refs: ``[utt]`` reference words.
     """
-    work = fsas.clone()
+    am, words = fsas.am_scores.double(), (fsas.labels > 0).double()
     errors: Dict[Point, np.ndarray] = {}
     for w in sorted({w for _, _, w in grid}):  # one interpolation per weight, then its scales
-        work.lm_scores = interpolate_lm(fsas.old_lm_scores, fsas.afp_lm_scores, w)
+        lm = interpolate_lm(fsas.old_lm_scores, fsas.afp_lm_scores, w).double()
         for s, p, _ in (g for g in grid if g[2] == w):
-            hyps = nbest(work, 1, scales=[(am_scale, s, p)] * fsas.shape[0])
-            errors[(s, p, w)] = utterance_errors(refs, [[symbols.get(x) for x in h[0].words] for h in hyps])
+            hyps = best_path_words(fsas, am_scale * am + s * lm + p * words)  # as with_utterance_scales computes them
+            errors[(s, p, w)] = utterance_errors(refs, [[symbols.get(x) for x in h] for h in hyps])
     return np.stack([errors[g] for g in grid])
 
 

@@ -5,7 +5,7 @@ import k2
 import pytest
 import torch
 
-from lattices.nbest import nbest, one_best
+from lattices.nbest import best_path_words, nbest, one_best
 from lattices.validate import validate_lattices
 from tests.lattice_utils import (
     brute_force_word_sequences,
@@ -148,3 +148,15 @@ def test_rank_one_is_the_viterbi_best_path_even_on_exact_ties(random_lattices):
         assert [h.total for h in hyps] == pytest.approx([-1.0, -1.0, -2.0][:n])
     vec = validate_lattices(k2.create_fsa_vec(random_lattices), [str(i) for i in range(len(random_lattices))])
     assert [h[0].words for h in nbest(vec, 1)] == [h[0].words for h in nbest(vec, 7)]
+
+
+def test_best_path_words_is_the_one_best_search_on_given_scores(random_lattices):
+    from lattices.lattice_batch import with_utterance_scales
+
+    vec = validate_lattices(k2.create_fsa_vec(random_lattices), [str(i) for i in range(len(random_lattices))])
+    rng = random.Random(3)
+    scales = [(1.0, rng.choice([0.5, 2.0]), rng.choice([-1.0, 0.0, 1.0])) for _ in range(vec.shape[0])]
+    before = vec.scores.clone()
+    got = best_path_words(vec, with_utterance_scales(vec, scales).scores)
+    assert got == [h[0].words for h in nbest(vec, 1, scales=scales)]
+    assert vec.scores.equal(before) and got == [h[0].words for h in nbest(vec, 4, scales=scales)]
