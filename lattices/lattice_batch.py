@@ -68,14 +68,23 @@ def with_scales(
     return out
 
 
-def with_utterance_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]]) -> k2.Fsa:
-    """Like :func:`with_scales` with one ``(am_scale, lm_scale, word_penalty)`` per FSA of the
-    FsaVec ``[utt][state][arc]`` (accumulated in double, stored in ``scores``' dtype)."""
+def utterance_scaled_scores(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]],
+                            lm_scores: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``[num_arcs]`` scaled total ``am_scale·am + lm_scale·lm + word_penalty·[word]`` with one
+    ``(am_scale, lm_scale, word_penalty)`` per FSA of the FsaVec ``[utt][state][arc]``, accumulated
+    in double and returned in ``scores``' dtype; ``lm_scores`` replaces ``fsas.lm_scores`` when given."""
     fsa_of_arc = fsas.arcs.row_ids(1).long()[fsas.arcs.row_ids(2).long()]
     table = torch.tensor([[float(x) for x in t] for t in scales], dtype=torch.float64).reshape(-1, 3)[fsa_of_arc]
+    lm = fsas.lm_scores if lm_scores is None else lm_scores
+    return (table[:, 0] * fsas.am_scores.double() + table[:, 1] * lm.double()
+            + table[:, 2] * (fsas.labels > 0).double()).to(fsas.scores.dtype)
+
+
+def with_utterance_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]]) -> k2.Fsa:
+    """Like :func:`with_scales` with one ``(am_scale, lm_scale, word_penalty)`` per FSA of the
+    FsaVec ``[utt][state][arc]`` (:func:`utterance_scaled_scores`)."""
     out = fsas.clone()
-    out.scores = (table[:, 0] * fsas.am_scores.double() + table[:, 1] * fsas.lm_scores.double()
-                  + table[:, 2] * (fsas.labels > 0).double()).to(fsas.scores.dtype)
+    out.scores = utterance_scaled_scores(fsas, scales)
     return out
 
 

@@ -19,6 +19,7 @@ import k2
 import kaldialign
 import numpy as np
 
+from lattices.lattice_batch import utterance_scaled_scores
 from lattices.nbest import best_path_words
 from lattices.normalize import NormalizationRules
 from lattices.validate import select_lattices
@@ -64,12 +65,12 @@ def grid_errors(fsas: k2.Fsa, refs: Sequence[Sequence[str]], symbols: k2.SymbolT
             ``afp_lm_scores`` (:func:`rescore.combine.rescored_lattices`); not changed.
         refs: ``[utt]`` reference words.
     """
-    am, words = fsas.am_scores.double(), (fsas.labels > 0).double()
     errors: Dict[Point, np.ndarray] = {}
     for w in sorted({w for _, _, w in grid}):  # one interpolation per weight, then its scales
-        lm = interpolate_lm(fsas.old_lm_scores, fsas.afp_lm_scores, w).double()
+        lm = interpolate_lm(fsas.old_lm_scores, fsas.afp_lm_scores, w)
         for s, p, _ in (g for g in grid if g[2] == w):
-            hyps = best_path_words(fsas, am_scale * am + s * lm + p * words)  # as with_utterance_scales computes them
+            scores = utterance_scaled_scores(fsas, [(am_scale, s, p)] * fsas.shape[0], lm)  # as afp-rescore's 1-best
+            hyps = best_path_words(fsas, scores)
             errors[(s, p, w)] = utterance_errors(refs, [[symbols.get(x) for x in h] for h in hyps])
     return np.stack([errors[g] for g in grid])
 
