@@ -56,18 +56,15 @@ class Lookahead:
 
     Attributes:
         lms: the LMs and their token tables (:func:`rescore.arc_scores.history_tokens`).
-        weights: each LM's weight in the combination (``w`` for the new LM, ``1 − w`` for the old).
-        lattice_lm_weight: the weight of the lattices' own ``lm_scores`` (``1 − w`` without an old LM).
-        scales: ``[utt]`` the scales of every input utterance.
+        weights: the scales of every input utterance and how the LMs and the lattices' own
+            ``lm_scores`` combine (``weights.lm_weights`` in the order of ``lms``).
         symbols: the lattices' word table.
         bos: the history token of ``<s>``.
         max_batch: distinct histories per LM chunk.
     """
 
     lms: Sequence[Tuple[Scorer, torch.Tensor]]
-    weights: Sequence[float]
-    lattice_lm_weight: float
-    scales: Sequence[Scales]
+    weights: LookaheadWeights
     symbols: k2.SymbolTable
     bos: int
     max_batch: int = 4096
@@ -77,7 +74,7 @@ class Lookahead:
 
         Args:
             fsas: FsaVec ``[utt][state][arc]``, the input utterances ``utts`` (indexes into
-                ``scales``), with ``scores`` at their scales and ``lm_scores``. Not mutated.
+                ``weights.scales``), with ``scores`` at their scales and ``lm_scores``. Not mutated.
             utts: ``[len(fsas)]`` the input index of each FSA.
             tokens: ``[num_arcs]`` history tokens of the arcs (``token_of_symbol`` of
                 :func:`rescore.arc_scores.history_tokens` at their labels).
@@ -90,11 +87,11 @@ class Lookahead:
         one = expand_histories(fsas, 1, self.bos, history_labels=tokens)
         arc_map = one.arc_map.to(fsas.scores.device)
         lattice_lm = fsas.lm_scores.double()[arc_map]
-        la = self.lattice_lm_weight * lattice_lm
-        for (lm, table), weight in zip(self.lms, self.weights):
+        la = self.weights.lattice_lm_weight * lattice_lm
+        for (lm, table), weight in zip(self.lms, self.weights.lm_weights):
             if weight:
                 la = la + weight * arc_lm_scores(one, lm, self.symbols, table, self.max_batch)[0].double().to(la.device)
-        lm_scale = torch.tensor([float(self.scales[u][1]) for u in utts], dtype=torch.float64)
+        lm_scale = torch.tensor([float(self.weights.scales[u][1]) for u in utts], dtype=torch.float64)
         per_arc = lm_scale[torch.from_numpy(arc_arrays(one.fsas).fsa_of_arc)].to(la.device)
         expanded = one.fsas.clone()
         expanded.scores = (fsas.scores.double()[arc_map] + per_arc * (la - lattice_lm)).to(fsas.scores.dtype)

@@ -164,8 +164,7 @@ def expand_and_score(
     bos = len(tables[0]) - 1
     la = None
     if lookahead is not None:
-        la = Lookahead(list(zip(lms, tables)), lookahead.lm_weights, lookahead.lattice_lm_weight, lookahead.scales,
-                       symbols, bos, max_batch).viterbi
+        la = Lookahead(list(zip(lms, tables)), lookahead, symbols, bos, max_batch).viterbi
     expansion, pruned, failures = expand_within(fsas, order, bos, tokens, max_arcs, prune_scores=la)
     t1 = time.perf_counter()
     scored = [arc_lm_scores(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]

@@ -10,7 +10,7 @@ import torch
 from lattices.lattice_batch import LatticeBatch, with_utterance_scales
 from lattices.posteriors import arc_viterbi_scores
 from rescore.arc_scores import history_tokens
-from rescore.lookahead import Lookahead
+from rescore.lookahead import Lookahead, LookaheadWeights
 from rescore.pipeline import RescoreOptions, rescore_batch
 from rescore.scorers import load_scorer
 from tests.lattice_utils import enumerate_paths, fsa_from_arcs, make_symbols, random_lattice_arcs
@@ -32,7 +32,8 @@ def lookahead_viterbi(scorer, symbols, fsas, weight=1.0, lattice_lm_weight=0.0):
     labels = fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     n = fsas.shape[0]
-    la = Lookahead([(scorer, tables[0])], [weight], lattice_lm_weight, [SCALES] * n, symbols, len(tables[0]) - 1)
+    la = Lookahead([(scorer, tables[0])], LookaheadWeights([SCALES] * n, [weight], lattice_lm_weight), symbols,
+                   len(tables[0]) - 1)
     return la.viterbi(fsas, list(range(n)), tokens)
 
 
