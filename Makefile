@@ -47,6 +47,7 @@ help:
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
 	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
+	@echo "make books-small-lms  1x128 AFP-2/4/8 and BPTT LMs on the books (under an hour each), compared by make bench-books-wer"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
 	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
@@ -268,8 +269,9 @@ bench-librispeech-lms: $(patsubst %,$(BENCH_LS_DIR)/lm/%/metrics.json,$(BENCH_LS
 # - MODE: 1x256 tied LSTM, 30k words, one epoch (about 100k steps, many CPU hours). The job
 #   checkpoints every BOOKS_CHECKPOINT steps and a rerun of the same make command resumes it
 #   (from last.pt) until metrics.json exists. BOOKS_MAX_STEPS caps the total.
-# - small-MODE: 1x128 tied LSTM, 10k words, BOOKS_SMALL_STEPS steps of 32 sentences (about 6.6M
-#   tokens, 40 minutes on one core). small-afp4 is the LM shipped with the demo (make demo-lm).
+# - small-MODE: 1x128 tied LSTM, 10k words, BOOKS_SMALL_STEPS steps of 32 sentences (about 6.9M
+#   tokens; 23-46 minutes of training on one contended core, bench/RESULTS.md §11). small-afp4 is
+#   the LM shipped with the demo (make demo-lm).
 BOOKS ?= ../shared/data/text/books
 BOOKS_DIR ?= exp/books
 BOOKS_RUNS ?= afp4 bptt
