@@ -390,7 +390,7 @@ $(BENCH_PASS_DIR)/pairs.pt: $(dir $(BENCH_PASS_LM))metrics.json | $(DECODE_DIR)/
 
 $(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(dir $(BENCH_PASS_SN_LM))metrics.json
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_LM) --pairs $< \
-	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --expand > $@.tmp
+	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --expand --one-norm-block > $@.tmp
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_SN_LM) --pairs $< \
 	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --states tree --no-normalize >> $@.tmp
 	mv $@.tmp $@

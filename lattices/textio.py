@@ -51,8 +51,9 @@ def parse_numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
 
     Strict, so that a fast reader can trust it and leave everything else to its line-by-line
     parser: None unless every value is a plain decimal number (digits, sign, point, exponent; no
-    ``inf``/``nan``/``_``/hex) read to its end. Integers are read by the float reader and must stay
-    below 2**53.
+    ``inf``/``nan``/``_``/hex) read to its end. Unsigned integers are read by numpy's integer
+    reader (about 4x faster than its float reader, but it takes a lone ``-`` for 0), signed ones by
+    the float reader; either way they must stay below 2**53 in magnitude.
 
     Args:
         dtype: ``np.int64`` or ``np.float64``.
@@ -64,9 +65,11 @@ def parse_numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy warns when a value is not read to its end
         try:
-            out = np.fromstring(values, dtype=np.float64, sep="\n")
+            signed = dtype == np.int64 and ("-" in values or "+" in values)
+            out = np.fromstring(values, dtype=np.float64 if signed else dtype, sep="\n")
         except (ValueError, DeprecationWarning):
             return None
-    if len(out) != n or (dtype == np.int64 and len(out) and np.abs(out).max() >= 2**53):
+    # An integer too long for int64 is clamped to its limits, which the range test refuses.
+    if len(out) != n or (dtype == np.int64 and len(out) and not -(2**53) < out.min() <= out.max() < 2**53):
         return None
-    return out.astype(dtype)
+    return out.astype(dtype, copy=False)

@@ -4,7 +4,7 @@ import torch
 
 from models.config import LMConfig
 from models.lm import AFPLanguageModel
-from models.scoring import pad_sequences, score_pairs, sentence_log_probs
+from models.scoring import log_normalizers, pad_sequences, score_pairs, sentence_log_probs
 
 BOS, EOS, V = 1, 2, 17
 
@@ -67,3 +67,24 @@ def test_bad_shapes_and_empty_history_are_errors():
         score_pairs(model, torch.zeros(2, 3, dtype=torch.long), torch.ones(3, dtype=torch.long), torch.ones(2, dtype=torch.long))
     with pytest.raises(ValueError, match="at least one token"):
         score_pairs(model, torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("block_rows", [None, 1, 3, 64, 1000])
+def test_blocked_normaliser_equals_the_softmax(block_rows, device):
+    model = model_for("afp", 2, device)
+    states = torch.randn(50, 10, dtype=torch.float64, device=device)
+    bias = model.output.bias + model.output_mask
+    got = log_normalizers(states, model.output.weight, bias, block_rows)
+    torch.testing.assert_close(got, torch.logsumexp(model.logits(states), dim=-1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode, k", [("afp", 2), ("exact", 3)])
+def test_sentence_log_probs_equal_the_models_log_softmax(mode, k, device):
+    """Brute force: each sentence scored alone by the model's own forward pass (log_softmax)."""
+    model = model_for(mode, k, device)
+    sentences = random_sentences(9, seed=4)
+    got = sentence_log_probs(model, sentences, BOS, EOS, batch_size=4)
+    for i, s in enumerate(sentences):
+        log_probs = model(torch.tensor([[BOS] + s], device=device))[0]
+        expected = log_probs[torch.arange(len(s) + 1), torch.tensor(s + [EOS], device=device)].sum()
+        assert abs(float(got[i]) - float(expected)) < 1e-9
