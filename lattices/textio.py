@@ -5,6 +5,8 @@ from typing import Optional, Union
 import numpy as np
 
 _INT_LIMIT = 2**62
+# parse_numbers detects numpy's early stop by the count; its warning about it is noise.
+warnings.filterwarnings("ignore", message="string or file could not be read to its end", category=DeprecationWarning)
 
 
 def int_field(text: str) -> int:
@@ -62,14 +64,18 @@ def parse_numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
         return np.zeros(n, dtype=dtype)
     if values.translate(_NUMBER_CHARS[dtype]):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy warns when a value is not read to its end
-        try:
-            signed = dtype == np.int64 and ("-" in values or "+" in values)
-            out = np.fromstring(values, dtype=np.float64 if signed else dtype, sep="\n")
-        except (ValueError, DeprecationWarning):
-            return None
+    # numpy stops at the first value it cannot read (with a DeprecationWarning, or a ValueError in
+    # later versions); a sentinel after the last value makes any such stop show in the count. (No
+    # warning filter is switched on here: filters are global, and readers run in a worker thread.)
+    try:
+        signed = dtype == np.int64 and ("-" in values or "+" in values)
+        out = np.fromstring(values + "\n0", dtype=np.float64 if signed else dtype, sep="\n")
+    except ValueError:
+        return None
+    if len(out) != n + 1 or out[-1] != 0:
+        return None
+    out = out[:-1]
     # An integer too long for int64 is clamped to its limits, which the range test refuses.
-    if len(out) != n or (dtype == np.int64 and len(out) and not -(2**53) < out.min() <= out.max() < 2**53):
+    if dtype == np.int64 and len(out) and not -(2**53) < out.min() <= out.max() < 2**53:
         return None
     return out.astype(dtype, copy=False)

@@ -1,4 +1,7 @@
 """parse_numbers: the strict column parser that the fast SLF and Kaldi-text readers trust."""
+import threading
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -49,3 +52,40 @@ def test_integer_columns_agree_with_int(tokens):
         assert got is None
     elif got is not None:
         assert got.tolist() == expected
+
+
+@given(st.lists(st.text(alphabet="0123456789.eE+-", min_size=0, max_size=5), min_size=1, max_size=6))
+def test_float_columns_agree_with_float(tokens):
+    """Whatever the characters of a number, the column is read exactly as ``float()`` reads each
+    value, or refused: a value numpy reads only in part must not pass."""
+    try:
+        expected = [float(t) for t in tokens]
+    except ValueError:
+        expected = None
+    got = parse_numbers("\n".join(tokens), len(tokens), np.float64)
+    if expected is None:
+        assert got is None
+    elif got is not None:
+        assert got.tolist() == expected
+
+
+def test_a_warning_in_another_thread_while_parsing_stays_a_warning():
+    """Readers run in a worker thread (rescore.stream.prefetch). Warning filters are global, so a
+    parser that turned warnings into errors made a warning the main thread raised meanwhile (e.g.
+    the default-scale advice) a crash."""
+    column = "\n".join(["1.5", "-2e3"] * 20000)
+    done = threading.Event()
+
+    def parse() -> None:
+        for _ in range(50):
+            assert parse_numbers(column, 40000, np.float64) is not None
+        done.set()
+
+    worker = threading.Thread(target=parse)
+    with pytest.warns(UserWarning, match="meanwhile"):
+        worker.start()
+        try:
+            while not done.is_set():
+                warnings.warn("meanwhile", UserWarning)
+        finally:
+            worker.join()
