@@ -10,8 +10,8 @@ The GPU machine has no k2, so the work is split in two:
 2. ``time`` (torch only): load the dump and a checkpoint, time ``score_unique_histories`` for
    each way of computing the states in the same run (``jacobi``: K Jacobi iterations per history,
    the code before the prefix tree; ``tree``: one cell step per distinct prefix; optionally
-   ``--no-normalize`` for a self-normalised model, and ``--one-norm-block`` for the normaliser
-   computed over a whole chunk at once, as before it was blocked), median of ``--repeat`` runs after a warm-up,
+   ``--no-normalize`` for a self-normalised model, and ``--unblocked`` for the normaliser over a
+   whole chunk at once and 65,536-pair gathers, as before the cache blocking), median of ``--repeat`` runs after a warm-up,
    CUDA synchronised, and report expanded arcs/s and the score difference between them::
 
        PYTHONPATH=. python bench/lm_pass.py time --lm model.pt --pairs pairs.pt --device cuda
@@ -84,8 +84,8 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
               help="Also time the expansion core (rescore.grow) on the dumped input lattices (first, unpruned pass with --max-arcs).")
 @click.option("--no-normalize", "also_raw", is_flag=True,
               help="Also time the prefix tree without the softmax normaliser (a self-normalised LM; its offset from the checkpoint).")
-@click.option("--one-norm-block", "also_unblocked", is_flag=True,
-              help="Also time the prefix tree with the normaliser in one block per chunk (the code before the blocked normaliser).")
+@click.option("--unblocked", "also_unblocked", is_flag=True,
+              help="Also time each prefix-tree variant as before the cache blocking: the normaliser in one block per chunk, 65,536-pair gathers.")
 def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, variants: str, time_expand: bool,
               also_raw: bool, also_unblocked: bool) -> None:
     """Print one JSON line per variant: seconds, expanded arcs/s, histories/s, cell steps per
@@ -97,11 +97,12 @@ def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, var
     d = torch.load(pairs)
     args = tuple(d[k].long() for k in ("histories", "lengths", "inverse", "words"))
     runs = [(v, {"states": v}) for v in variants.split(",")]
-    if also_unblocked:
-        runs.append(("tree-one-norm-block", {"states": "tree", "norm_rows": max_batch}))
     if also_raw:
         runs.append(("tree-no-normalize", {"states": "tree", "normalize": False,
                                            "log_norm_offset": self_norm_offset(lm, model, extra)}))
+    if also_unblocked:  # each tree variant again, as before the cache blocking
+        runs += [(f"{name}-unblocked", {**kw, "norm_rows": max_batch, "gather_batch": 1 << 16})
+                 for name, kw in list(runs) if kw["states"] == "tree"]
     if time_expand:
         from rescore.arcs import Arcs
         from rescore.grow import grow
