@@ -55,9 +55,8 @@ from lattices.posteriors import prune_at_scales
 from lattices.reader import read_lattices
 from models.files import atomic_open
 from models.scoring import pad_sequences, sentence_log_probs
-from rescore.arc_scores import lm_ids_for_symbols
 from rescore.pipeline import RescoreOptions, rescore_batch
-from rescore.scorers import Scorer, load_scorer
+from rescore.scorers import Scorer, lm_ids_for_symbols, load_scorer
 from rescore.tune import grid_errors, utterance_errors
 
 LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)

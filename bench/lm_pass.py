@@ -60,7 +60,7 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
     from rescore.arc_scores import history_tokens
     from rescore.arcs import Arcs
 
-    token_of_symbol, tables = history_tokens(batch.symbols, [scorer.vocab])
+    token_of_symbol, tables = history_tokens(batch.symbols, [scorer])
     labels = batch.fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     arcs = Arcs.from_fsas(batch.fsas)

@@ -17,7 +17,7 @@ from lattices.reader import read_lattices
 from lattices.validate import arc_arrays, validate_batch
 from models.files import atomic_open
 from models.scoring import sentence_log_probs
-from rescore.arc_scores import lm_ids_for_symbols
+from rescore.scorers import lm_ids_for_symbols
 from rescore.pipeline import expand_and_score
 from rescore.scorers import load_scorer
 

@@ -4,27 +4,9 @@ from typing import List, Sequence, Tuple
 import k2
 import torch
 
-from models.vocab import Vocabulary
-
 from .arcs import unique_rows
 from .expand import PAD, Expansion
 from .scorers import Scorer
-
-
-def lm_ids_for_symbols(symbols: k2.SymbolTable, vocab: Vocabulary) -> torch.Tensor:
-    """``[max symbol id + 1]`` int64: the LM id of each lattice word.
-
-    A word is looked up as written, then lower-cased, then upper-cased (lattices and LM text
-    often differ only in case, e.g. AMI/LibriSpeech upper case vs pocketsphinx lower case), and
-    maps to ``<unk>`` when none is in the LM. Id 0 (epsilon) maps to 0; it is never scored.
-    """
-    table = torch.zeros(max(symbols.ids) + 1, dtype=torch.long)
-    for sym_id in symbols.ids:
-        if sym_id > 0:
-            word = symbols.get(sym_id)
-            found = (vocab.word2id.get(w) for w in (word, word.lower(), word.upper()))
-            table[sym_id] = next((i for i in found if i is not None), vocab.unk_id)
-    return table
 
 
 def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +18,7 @@ def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return aligned.masked_fill(torch.arange(k)[None, :] >= lengths[:, None], 0), lengths
 
 
-def history_tokens(symbols: k2.SymbolTable, vocabs: Sequence[Vocabulary]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+def history_tokens(symbols: k2.SymbolTable, lms: Sequence[Scorer]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """History tokens for expansion: one token per distinct combination of the LMs' ids of a word.
 
     Lattice words that every LM maps to the same id (e.g. two words both ``<unk>``) share a token,
@@ -44,12 +26,12 @@ def history_tokens(symbols: k2.SymbolTable, vocabs: Sequence[Vocabulary]) -> Tup
 
     Returns:
         ``(token_of_symbol [max symbol id + 1] int64 (0 for epsilon), tables)`` where ``tables[j]``
-        maps every token to ``vocabs[j]``'s id; the last token (``len(tables[j]) - 1``) is ``<s>``.
+        maps every token to ``lms[j]``'s id; the last token (``len(tables[j]) - 1``) is ``<s>``.
     """
-    ids = torch.stack([lm_ids_for_symbols(symbols, v) for v in vocabs], dim=1)  # [symbols, LMs]
+    ids = torch.stack([lm.symbol_ids(symbols) for lm in lms], dim=1)  # [symbols, LMs]
     combos, token = torch.unique(ids[1:], dim=0, return_inverse=True)
     token_of_symbol = torch.cat([torch.zeros(1, dtype=torch.long), token + 1])
-    tables = [torch.cat([torch.zeros(1, dtype=torch.long), combos[:, j], torch.tensor([v.bos_id])]) for j, v in enumerate(vocabs)]
+    tables = [torch.cat([torch.zeros(1, dtype=torch.long), combos[:, j], torch.tensor([lm.vocab.bos_id])]) for j, lm in enumerate(lms)]
     return token_of_symbol, tables
 
 
@@ -76,7 +58,7 @@ def arc_lm_scores(
     """
     labels = expansion.fsas.labels.long().cpu()
     scored = labels != 0
-    word_ids = lm_ids_for_symbols(symbols, scorer.vocab)
+    word_ids = scorer.symbol_ids(symbols)
     words = torch.where(labels > 0, word_ids[labels.clamp(min=0)], torch.full_like(labels, scorer.vocab.eos_id))[scored]
     out = torch.zeros(labels.shape[0], dtype=torch.float32)
     if not words.numel():

@@ -17,14 +17,15 @@ lattice ranking bit for bit.
 from typing import List, Optional, Sequence, Tuple
 
 import k2
+import torch
 
 from lattices.nbest import Hypothesis, nbest
 from models.lm import AFPLanguageModel
 from models.scoring import sentence_log_probs
 from models.vocab import Vocabulary
 
-from .arc_scores import lm_ids_for_symbols
 from .combine import interpolate_lm
+from .scorers import lm_ids_for_symbols
 
 
 def rescore_nbest_exact(
@@ -39,6 +40,7 @@ def rescore_nbest_exact(
     interpolate: float = 1.0,
     scales: Optional[Sequence[Tuple[float, float, float]]] = None,
     batch_size: int = 64,
+    lm_ids: Optional[torch.Tensor] = None,
 ) -> List[List[Hypothesis]]:
     """Rescore every lattice's exact n-best list with the LM as a full-history RNN.
 
@@ -46,7 +48,7 @@ def rescore_nbest_exact(
         fsas: connected, top-sorted FsaVec ``[utt][state][arc]`` with ``labels`` (ids in
             ``symbols``), ``am_scores``, ``lm_scores``. Not mutated.
         symbols: the lattices' word symbol table; words reach the LM by spelling, words the LM
-            does not know become ``<unk>`` (:func:`rescore.arc_scores.lm_ids_for_symbols`).
+            does not know become ``<unk>`` (:func:`rescore.scorers.lm_ids_for_symbols`).
         model, vocab: the LM and its vocabulary; the model is run with ``mode="exact"``.
         n: hypotheses per lattice (fewer when a lattice has fewer distinct word sequences).
         am_scale, lm_scale, word_penalty: scales for every lattice, used both to build the n-best
@@ -56,6 +58,8 @@ def rescore_nbest_exact(
         scales: ... unless given per lattice as ``(am_scale, lm_scale, word_penalty)`` ``[utt]``.
         batch_size: sentences per LM batch; all hypotheses of the batch go through one
             :func:`models.scoring.sentence_log_probs` call.
+        lm_ids: ``lm_ids_for_symbols(symbols, vocab)`` when the caller has it (e.g.
+            :meth:`rescore.scorers.Scorer.symbol_ids`); computed when None.
 
     Returns:
         ``[utt][rank]`` new :class:`Hypothesis` objects (inputs of the n-best search untouched)
@@ -72,7 +76,7 @@ def rescore_nbest_exact(
     lm_scales = [float(t[1]) for t in scales] if scales is not None else [float(lm_scale)] * len(lists)
     flat = [(i, h) for i, hyps in enumerate(lists) for h in hyps]
     if interpolate > 0.0 and flat:
-        lm_ids = lm_ids_for_symbols(symbols, vocab).tolist()
+        lm_ids = (lm_ids if lm_ids is not None else lm_ids_for_symbols(symbols, vocab)).tolist()
         sentences = []
         for i, h in flat:
             bad = [w for w in h.words if w >= len(lm_ids) or w not in symbols]

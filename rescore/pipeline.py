@@ -158,7 +158,7 @@ def expand_and_score(
     With ``lookahead``, the beam applies to those scores with the LMs' one-word-context look-ahead
     in them, combined with the weights it gives (:mod:`rescore.lookahead`)."""
     t0 = time.perf_counter()
-    token_of_symbol, tables = history_tokens(symbols, [lm.vocab for lm in lms])
+    token_of_symbol, tables = history_tokens(symbols, lms)
     labels = fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     bos = len(tables[0]) - 1
@@ -268,12 +268,14 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
         fsas, kept, out_failures, out_pruned = fp.batch.fsas, fp.kept, fp.failures, fp.pruned
     kept_scales = [scales[i] for i in kept]
     t1 = time.perf_counter()
-    hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=kept_scales)
+    lm_ids = scorer.symbol_ids(batch.symbols)
+    hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=kept_scales,
+                               lm_ids=lm_ids)
     t2 = time.perf_counter()
     sweep = {}
     for s in opts.lm_scales:
         swept = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
-                                    scales=[(a, s, p) for a, _, p in kept_scales])
+                                    scales=[(a, s, p) for a, _, p in kept_scales], lm_ids=lm_ids)
         sweep[s] = [h[0].words for h in swept]
     utt_ids = [batch.utt_ids[i] for i in kept]
     out = RescoreOutput(utt_ids, hyps, sweep, failures=out_failures, pruned=out_pruned,

@@ -16,6 +16,39 @@ from models.scoring import score_unique_histories
 from models.vocab import Vocabulary
 
 
+def lm_ids_for_symbols(symbols, vocab: Vocabulary) -> torch.Tensor:
+    """``[max symbol id + 1]`` int64: the LM id of each word of a ``k2.SymbolTable``.
+
+    A word is looked up as written, then lower-cased, then upper-cased (lattices and LM text
+    often differ only in case, e.g. AMI/LibriSpeech upper case vs pocketsphinx lower case), and
+    maps to ``<unk>`` when none is in the LM. Id 0 (epsilon) maps to 0; it is never scored.
+    """
+    return _extend_ids(torch.zeros(max(symbols.ids) + 1, dtype=torch.long), symbols._id2sym.items(), vocab)
+
+
+def _extend_ids(table: torch.Tensor, words, vocab: Vocabulary) -> torch.Tensor:
+    """``table`` (zeros for ids not looked up yet), with the LM ids of ``words`` ``(id, word)`` filled in."""
+    get, unk = vocab.word2id.get, vocab.unk_id
+    for sym_id, word in words:
+        if sym_id > 0:
+            found = get(word)
+            if found is None:
+                found = get(word.lower())
+                if found is None:
+                    found = get(word.upper())
+            table[sym_id] = unk if found is None else found
+    return table
+
+
+@dataclass
+class _SymbolIds:
+    """What :meth:`Scorer.symbol_ids` looked up last: the table, its words, their LM ids."""
+
+    table: object
+    words: Dict[int, str]
+    ids: torch.Tensor
+
+
 @dataclass
 class Scorer:
     """A loaded LM.
@@ -39,6 +72,26 @@ class Scorer:
     normalize: bool = True
     log_norm_offset: float = 0.0
     stats: Dict[str, int] = field(default_factory=dict)
+    _symbol_ids: Optional[_SymbolIds] = field(default=None, repr=False, compare=False)
+
+    def symbol_ids(self, symbols) -> torch.Tensor:
+        """:func:`lm_ids_for_symbols` of ``symbols`` (a ``k2.SymbolTable``) and this LM, looking up only
+        the words it has not seen: a job hands every batch the same table, or a copy of the previous
+        one with words added (:func:`lattices.reader.read_lattice_batches`), so the cost per batch
+        is that of its new words, not of the whole vocabulary. A table that gives a word seen before
+        another id starts afresh."""
+        memo, words = self._symbol_ids, symbols._id2sym
+        if memo is not None and memo.table is symbols:
+            return memo.ids
+        if memo is None or not memo.words.items() <= words.items():
+            memo = _SymbolIds(None, {}, torch.zeros(1, dtype=torch.long))
+        new = words.keys() - memo.words.keys()
+        ids = memo.ids
+        if new:
+            ids = torch.cat([ids, torch.zeros(max(max(new) + 1 - ids.numel(), 0), dtype=torch.long)])
+            ids = _extend_ids(ids, ((i, words[i]) for i in new), self.vocab)
+        self._symbol_ids = _SymbolIds(symbols, dict(words), ids[:max(symbols.ids) + 1])
+        return self._symbol_ids.ids
 
     def score(self, histories: torch.Tensor, lengths: torch.Tensor, inverse: torch.Tensor, words: torch.Tensor,
               max_batch: int = 4096, progress: bool = False) -> torch.Tensor:

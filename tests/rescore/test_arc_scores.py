@@ -5,13 +5,14 @@ import k2
 import pytest
 import torch
 
+from lattices.symbols import copy_symbols
 from models.config import LMConfig
 from models.lm import AFPLanguageModel
 from models.scoring import sentence_log_probs
 from models.vocab import Vocabulary
-from rescore.arc_scores import history_tokens, lm_ids_for_symbols, right_align
+from rescore.arc_scores import history_tokens, right_align
 from rescore.pipeline import expand_and_score
-from rescore.scorers import Scorer
+from rescore.scorers import Scorer, lm_ids_for_symbols
 from tests.lattice_utils import NUM_WORDS, enumerate_paths, fsa_from_arcs, make_symbols, random_lattice_arcs
 
 
@@ -37,10 +38,10 @@ def test_history_tokens_merge_only_words_every_lm_confuses():
     _, vocab = lm_and_vocab(1)  # knows w1..w5
     small = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3), ("w1", 4)])
     symbols = k2.SymbolTable.from_str("<eps> 0\nw1 1\nw6 2\nw7 3\nw2 4")
-    tok, (t_big,) = history_tokens(symbols, [vocab])
+    tok, (t_big,) = history_tokens(symbols, [Scorer("big", vocab, 1)])
     assert tok[2] == tok[3] and len(set(tok[1:].tolist())) == 3  # w6, w7: both <unk>
     assert t_big[-1] == vocab.bos_id and t_big[tok[4]] == vocab.word2id["w2"]
-    tok2, (t_big2, t_small) = history_tokens(symbols, [vocab, small])
+    tok2, (t_big2, t_small) = history_tokens(symbols, [Scorer("big", vocab, 1), Scorer("small", small, 1)])
     assert tok2[2] == tok2[3] and tok2[4] != tok2[2]  # w2 is <unk> for the small LM only: kept apart
     assert t_small[tok2[4]] == small.unk_id and t_big2[tok2[4]] == vocab.word2id["w2"]
 
@@ -74,3 +75,24 @@ def test_sum_of_expanded_arc_scores_is_the_sentence_log_probability(k):
     expected = sentence_log_probs(model, sentences, vocab.bos_id, vocab.eos_id)
     torch.testing.assert_close(torch.tensor(sums, dtype=torch.float64), expected, rtol=1e-5, atol=1e-4)
     assert len(set(round(s, 3) for s in sums)) > 10  # scores really differ between paths
+
+
+def test_symbol_ids_looks_up_only_new_words_and_equals_the_plain_lookup():
+    """A job's tables: the same one again, a copy with words added (as the reader hands them out),
+    and an unrelated table that gives a seen id another word (which starts afresh)."""
+    _, vocab = lm_and_vocab(1)
+    scorer = Scorer("test", vocab, 1)
+    first = k2.SymbolTable.from_str("<eps> 0\nW1 1\nw3 2\nW9 3")
+    grown = copy_symbols(first)
+    for w in ("w5", "zz", "W2"):
+        grown.add(w)
+    other = k2.SymbolTable.from_str("<eps> 0\nw4 1\nw1 7")
+    looked_up = set()
+    known = dict(vocab.word2id)
+    vocab.word2id = type("Spy", (dict,), {"get": lambda self, w: looked_up.add(w.lower()) or known.get(w)})(known)
+    for table, new_words in ((first, {"w1", "w3", "w9"}), (first, set()), (grown, {"w5", "zz", "w2"}),
+                             (other, {"w4", "w1"})):
+        looked_up.clear()
+        ids = scorer.symbol_ids(table).tolist()
+        assert looked_up == new_words
+        assert ids == lm_ids_for_symbols(table, vocab).tolist()

@@ -28,7 +28,7 @@ def bigram(tmp_path_factory):
 
 def lookahead_viterbi(scorer, symbols, fsas, weight=1.0, lattice_lm_weight=0.0):
     """Lookahead.viterbi of all of ``fsas``, with the history tokens the pipeline gives it."""
-    token_of_symbol, tables = history_tokens(symbols, [scorer.vocab])
+    token_of_symbol, tables = history_tokens(symbols, [scorer])
     labels = fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     n = fsas.shape[0]
