@@ -79,17 +79,54 @@ class Arcs:
         level = torch.full((n,), -1, dtype=torch.long, device=self.device)
         indeg = torch.bincount(self.dst, minlength=n)
         frontier = torch.nonzero(indeg == 0).squeeze(1)
+        slot = torch.empty(n, dtype=torch.long, device=self.device)  # scratch: dedups without sorting
         k = 0
         while frontier.numel():
             level[frontier] = k
             _, arcs = out_arcs(self.arc_splits, frontier)
             if arcs.numel() == 0:
                 break
-            dests, counts = torch.unique(self.dst[arcs], return_counts=True)
-            indeg[dests] -= counts
-            frontier = dests[indeg[dests] == 0]
+            dests = self.dst[arcs]
+            indeg.index_add_(0, dests, torch.full_like(dests, -1))
+            ready = dests[indeg[dests] == 0]  # a state once per arc into it
+            first = torch.arange(ready.numel(), device=self.device)
+            slot[ready] = first  # one write per state survives, so one copy of each state is kept
+            frontier = ready[slot[ready] == first]
             k += 1
         return level
+
+
+def path_needs(arcs: Arcs, cost: Tensor) -> Tensor:
+    """The bottleneck of the best complete path through every arc: the smallest, over complete
+    paths through the arc, of the largest ``cost`` on the path.
+
+    With ``cost`` = how far below the best path each arc's best path scores (0 on a best path),
+    an arc is kept by beam pruning at beam b *followed by removing what is no longer on a complete
+    path* exactly when its result is <= b: this is the beam each arc needs, made exact when
+    rounding puts an arc and the arcs of its best path on different sides of a beam.
+
+    Args:
+        arcs: acyclic batch ``[utt][state][arc]`` where every state is on a complete path.
+        cost: ``[num_arcs]`` float.
+
+    Returns:
+        ``[num_arcs]`` float64.
+    """
+    cost = cost.to(torch.float64)
+    n = arcs.num_states
+    levels = arcs.levels()
+    src_level, order = torch.sort(levels[arcs.src], stable=True)
+    _, per_level = torch.unique_consecutive(src_level, return_counts=True)
+    groups = torch.split(order, per_level.tolist())
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=arcs.device)
+    # fwd[s]: best bottleneck from a start state to s; bwd[s]: from s to a final state
+    fwd = torch.where(torch.bincount(arcs.dst, minlength=n) == 0, -inf, inf)
+    bwd = torch.where(arcs.arc_splits.diff() == 0, -inf, inf)
+    for g in groups:  # increasing source level: every source is finished before its arcs are used
+        fwd.scatter_reduce_(0, arcs.dst[g], torch.maximum(fwd[arcs.src[g]], cost[g]), "amin")
+    for g in reversed(groups):  # decreasing source level: every destination is finished
+        bwd.scatter_reduce_(0, arcs.src[g], torch.maximum(cost[g], bwd[arcs.dst[g]]), "amin")
+    return torch.maximum(torch.maximum(fwd[arcs.src], cost), bwd[arcs.dst])
 
 
 def out_arcs(arc_splits: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:

@@ -9,8 +9,8 @@ The work is done by :func:`rescore.grow.grow` on the plain-tensor :class:`~resco
 (torch, any device, no k2); this module is the k2 edge: it takes the FsaVec apart and assembles
 the expanded FsaVec in one vectorised pass.
 """
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import k2
 import numpy as np
@@ -20,9 +20,9 @@ from lattices.fsa_build import fsavec_from_arrays
 from lattices.validate import select_lattices
 
 from .arcs import Arcs
-from .grow import FINAL, PAD, Grown, grow
+from .grow import FINAL, PAD, FitBeams, Grown, grow
 
-__all__ = ["Expansion", "expand_histories", "expanded_sizes", "PAD", "FINAL"]
+__all__ = ["Expansion", "FitBeams", "expand_histories", "PAD", "FINAL"]
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Expansion:
         kept: indices (into the input batch) of the utterances in ``fsas``, in order.
         too_large: ``{input index: arcs counted when it was abandoned}`` for the utterances whose
             expansion exceeded ``max_arcs`` (not in ``fsas``).
+        beams: ``{input index: beam}`` for the kept utterances that were pruned to fit (only with
+            :class:`~rescore.grow.FitBeams`).
     """
 
     fsas: k2.Fsa
@@ -45,10 +47,12 @@ class Expansion:
     arc_map: torch.Tensor
     kept: List[int]
     too_large: Dict[int, int]
+    beams: Dict[int, float] = field(default_factory=dict)
 
 
 def expand_histories(
-    fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None
+    fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None,
+    fit: Optional[FitBeams] = None,
 ) -> Expansion:
     """Expand every lattice so that each arc has a unique ``order``-token history.
 
@@ -61,39 +65,28 @@ def expand_histories(
             ``fsas.labels``); <= 0 adds nothing (epsilon, final). Lets histories use the LM's ids,
             so words the LM cannot tell apart do not split states.
         max_arcs: abandon an utterance once its expansion has more arcs than this.
+        fit: prune each utterance, in the same pass, to the widest of ``fit.widths`` at which it
+            has at most ``max_arcs`` arcs (:class:`~rescore.grow.FitBeams`; ``fit.needs`` over
+            the arcs of ``fsas``); an utterance that fits unpruned is not pruned.
 
     Returns:
         An :class:`Expansion`.
     """
     arcs = Arcs.from_fsas(fsas)  # taken once; growing and assembling both use it
-    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs), order)
-
-
-def expanded_sizes(
-    fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Arcs of each utterance's expansion, without building it (same arguments as
-    :func:`expand_histories`).
-
-    Returns:
-        ``(arcs [num_fsas] int64, abandoned [num_fsas] bool)``: for an abandoned utterance (more
-        than ``max_arcs``), the count when it was abandoned.
-    """
-    grown = _grow(fsas, Arcs.from_fsas(fsas), order, bos, history_labels, max_arcs)
-    return grown.arcs_per_fsa.cpu().numpy(), grown.abandoned.cpu().numpy()
+    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit), order)
 
 
 def _grow(fsas: k2.Fsa, arcs: Arcs, order: int, bos: int, history_labels: Optional[torch.Tensor],
-          max_arcs: Optional[int]) -> Grown:
+          max_arcs: Optional[int], fit: Optional[FitBeams] = None) -> Grown:
     tokens = fsas.labels if history_labels is None else history_labels
-    return grow(arcs, order, bos, tokens.long().to(fsas.device), max_arcs)
+    return grow(arcs, order, bos, tokens.long().to(fsas.device), max_arcs, fit)
 
 
 def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
     """Renumber the expanded states per utterance and build the FsaVec and its attributes, in one
     vectorised pass over the arcs (no per-utterance loop)."""
-    st_orig, arc_src, arc_orig, arc_hist, arc_dst = (x.cpu().numpy() for x in (
-        grown.state_orig, grown.arc_src, grown.arc_orig, grown.arc_hist, grown.arc_dst))
+    st_orig, arc_src, arc_orig, arc_hist, arc_dst, state_kept, arc_kept = (x.cpu().numpy() for x in (
+        grown.state_orig, grown.arc_src, grown.arc_orig, grown.arc_hist, grown.arc_dst, grown.state_kept, grown.arc_kept))
     abandoned, arcs_per_fsa = grown.abandoned.cpu().numpy(), grown.arcs_per_fsa.cpu().numpy()
     state_splits_in = arcs.state_splits.cpu().numpy()
     num_fsas = arcs.num_fsas
@@ -101,7 +94,7 @@ def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
     labels_in = arcs.labels.cpu().numpy()
     st_fsa = state_fsa[st_orig]
     keep_fsa = ~abandoned & (np.diff(state_splits_in) > 0)
-    keep_state = keep_fsa[st_fsa]
+    keep_state = keep_fsa[st_fsa] & state_kept
     # utterance-major, creation (= topological, final state last) order inside each utterance
     new_order = np.nonzero(keep_state)[0][np.argsort(st_fsa[keep_state], kind="stable")]
     position = np.full(len(st_orig), -1, dtype=np.int64)
@@ -110,7 +103,7 @@ def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
     first_state = np.cumsum(states_per_fsa) - states_per_fsa
     local = position - first_state[st_fsa]
 
-    arc_order = np.nonzero(keep_state[arc_src])[0]
+    arc_order = np.nonzero(keep_state[arc_src] & arc_kept)[0]
     # by (utterance, source state); stable keeps each state's arcs in creation (= input) order
     arc_order = arc_order[np.argsort(position[arc_src[arc_order]], kind="stable")]
     assert (arc_dst[arc_order] >= 0).all(), "every kept arc must reach an expanded state"
@@ -128,4 +121,6 @@ def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
         if isinstance(value, torch.Tensor) and name != "labels":
             setattr(out, name, value[arc_map.to(value.device)])
     too_large = {int(i): int(arcs_per_fsa[i]) for i in np.flatnonzero(abandoned)}
-    return Expansion(out, torch.from_numpy(arc_hist[arc_order]), arc_map, kept, too_large)
+    beam = grown.beam.cpu().numpy()
+    beams = {i: float(beam[i]) for i in kept if np.isfinite(beam[i])}
+    return Expansion(out, torch.from_numpy(arc_hist[arc_order]), arc_map, kept, too_large, beams)

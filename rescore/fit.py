@@ -1,18 +1,21 @@
 """History expansion under a memory bound: prune the lattices that explode until they fit.
 
 :func:`rescore.expand.expand_histories` abandons every utterance whose expansion would exceed
-``max_arcs``. :func:`expand_within` finds, for each of them, the widest beam of a list whose
-Viterbi-beam-pruned lattice expands within ``max_arcs``: a bisection over the beams run for all
-of them at once (each round prunes every utterance still searching at its own beam, from best-path
-scores computed once, and only *counts* the expansions in one batched pass), then one batched
-expansion of the chosen pruned lattices. Everything is merged back into one
-:class:`~rescore.expand.Expansion` in input order whose ``arc_map`` points into the *original*
-input arcs. Cost: one expansion of the batch plus about ``log2(len(beams)) + 1`` batched
-expansions of the over-budget utterances, each abandoned as soon as it exceeds ``max_arcs``.
+``max_arcs``. :func:`expand_within` prunes each of them to the widest beam of a list whose
+Viterbi-beam-pruned lattice expands within ``max_arcs``, in **one** more batched expansion of
+all of them: each arc's needed beam is computed once from best-path scores
+(:func:`rescore.arcs.path_needs`), and the growth counts its arcs by needed beam, so it knows
+every beam's expanded size as it goes and drops what lies outside the widest beam that still fits
+(:class:`rescore.grow.FitBeams`). Everything is merged back into one
+:class:`~rescore.expand.Expansion` in input order whose ``arc_map`` points into the input arcs.
+Cost: one expansion of the batch (abandoning an utterance as soon as it exceeds ``max_arcs``) plus
+one expansion of the over-budget utterances, within ``max_arcs`` at their final beams.
 
 Pruning is nested: every arc within beam ``b`` of the best path is also within any wider beam, so
 narrowing the beam only removes paths. Beam 0 keeps just the best-path arcs (all of them when
-several paths tie), which is the smallest lattice this module tries.
+several paths tie), which is the smallest lattice this module tries. The pruned lattice at beam b
+is what :func:`lattices.posteriors.prune` keeps at that beam: the arcs within it that are still
+on a complete path.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -21,17 +24,15 @@ import k2
 import numpy as np
 import torch
 
-from lattices.posteriors import arc_viterbi_scores, best_path_arcs, keep_arcs
+from lattices.posteriors import arc_viterbi_scores, best_path_arcs
 from lattices.validate import arc_arrays, counts_per_fsa, fsa_arc_splits, out_arcs, select_lattices
 
-from .expand import Expansion, expand_histories, expanded_sizes
+from .arcs import Arcs, path_needs
+from .expand import Expansion, FitBeams, expand_histories
 
 # Log-score beams from very wide (acoustic log-likelihoods of real recognizers span thousands)
-# down to 0 (best path only). Bisected: about log2(len) expansions per utterance that is too large.
+# down to 0 (best path only).
 DEFAULT_BEAMS: Tuple[float, ...] = tuple(float(2 ** e) for e in range(12, -3, -1)) + (0.0,)
-
-# Temporary per-arc attribute carrying input arc indexes through prune (removed from the output).
-_ARC_INDEX = "fit_input_arc_index"
 
 
 @dataclass
@@ -63,8 +64,8 @@ def expand_within(
     """Expand every lattice to unique ``order``-token histories, pruning those that exceed ``max_arcs``.
 
     The whole batch is expanded once with :func:`expand_histories`. The utterances reported in
-    its ``too_large`` are pruned by Viterbi beam and re-expanded (see the module docstring); each
-    gets the widest beam of ``beams`` whose expansion has at most ``max_arcs`` arcs.
+    its ``too_large`` are expanded again, pruned in the same pass (see the module docstring);
+    each gets the widest beam of ``beams`` whose expansion has at most ``max_arcs`` arcs.
 
     Args:
         fsas: connected, top-sorted FsaVec ``[utt][state][arc]`` (see
@@ -88,7 +89,7 @@ def expand_within(
           attributes refer to the arcs of ``fsas`` (pruning composed in); ``histories``
           ``[num_expanded_arcs, order]`` follow ``history_labels``; ``too_large`` holds
           ``{input index: arcs counted}`` for the utterances that did not fit even pruned (the
-          count of their last attempt).
+          unpruned count).
         - ``pruned``: ``{input index: PruneInfo}`` for every utterance that was pruned to fit;
           utterances not in it are exactly as :func:`expand_histories` expands them.
         - ``failures``: ``{input index: message}`` for every utterance not in ``expansion.kept``
@@ -103,8 +104,6 @@ def expand_within(
         raise ValueError(f"beams must be a non-empty, non-increasing list of values >= 0, got {beams}")
     if max_arcs is not None and max_arcs < 1:
         raise ValueError(f"max_arcs must be >= 1, got {max_arcs}")
-    if _ARC_INDEX in dict(fsas.named_tensor_attr()):
-        raise ValueError(f"fsas already has an attribute named {_ARC_INDEX!r}")
 
     first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs)
     failures: Dict[int, str] = {
@@ -116,74 +115,39 @@ def expand_within(
 
     over = sorted(first.too_large)
     sub = select_lattices(fsas, over)
-    input_arcs = counts_per_fsa(sub, 2)
-    arc_splits = fsa_arc_splits(fsas)
-    setattr(sub, _ARC_INDEX, torch.from_numpy(out_arcs(arc_splits, np.asarray(over))[1]).to(fsas.device))
-    labels = None if history_labels is None else history_labels.cpu()
+    input_arc = torch.from_numpy(out_arcs(fsa_arc_splits(fsas), np.asarray(over))[1])  # [sub arc]
+    tokens = None if history_labels is None else history_labels.cpu()[input_arc]
+    viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(sub, over, tokens)
+    cost = torch.where(best_path_arcs(sub, viterbi), torch.zeros_like(viterbi), -viterbi)
+    needs = path_needs(Arcs.from_fsas(sub), cost.to(sub.scores.device))
+    refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs,
+                             fit=FitBeams(needs, torch.tensor(beams, dtype=torch.float64)))
+    assert not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
+    refit.arc_map = input_arc[refit.arc_map]
+
     utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
-    beam_table = torch.tensor(beams, dtype=torch.float64)
-
-    def pruned_to(choice: np.ndarray, utts: np.ndarray) -> k2.Fsa:
-        """The utterances ``utts`` (indexes into ``over``), each pruned at ``beams[choice[u]]``."""
-        beam_of_utt = torch.full((len(over),), -1.0, dtype=torch.float64)  # -1: drop the utterance
-        beam_of_utt[torch.from_numpy(utts)] = beam_table[torch.from_numpy(choice[utts])]
-        limit = beam_of_utt[utt_of_arc]
-        small = keep_arcs(sub, (limit >= 0) & (on_best | (viterbi >= -limit)))
-        return select_lattices(small, utts.tolist())  # the dropped utterances are empty FSAs now
-
-    def tokens_of(small: k2.Fsa) -> Optional[torch.Tensor]:
-        return None if labels is None else labels[getattr(small, _ARC_INDEX).long().cpu()]
-
-    viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(sub, over, tokens_of(sub))
-    on_best = best_path_arcs(sub, viterbi)  # both computed once; every round prunes by them
-
-    # Bisection over the beams, all over-budget utterances at once: each round prunes every
-    # utterance still searching at its own middle beam and counts the expansions in one pass.
-    lo = np.zeros(len(over), dtype=np.int64)
-    hi = np.full(len(over), len(beams) - 1, dtype=np.int64)
-    fit = np.full(len(over), -1, dtype=np.int64)
-    tried: List[List[str]] = [[] for _ in over]
-    while (lo <= hi).any():
-        active = np.flatnonzero(lo <= hi)
-        mid = (lo + hi) // 2
-        small = pruned_to(mid, active)
-        sizes, abandoned = expanded_sizes(small, order, bos, tokens_of(small), max_arcs)
-        kept_arcs = counts_per_fsa(small, 2)
-        for j, u in enumerate(active.tolist()):
-            if abandoned[j]:
-                tried[u].append(f"beam {beams[mid[u]]:g}: {kept_arcs[j]} arcs -> more than {sizes[j]} expanded")
-                lo[u] = mid[u] + 1
-            else:
-                fit[u] = mid[u]
-                hi[u] = mid[u] - 1
-
-    fitting = np.flatnonzero(fit >= 0)
-    pruned: Dict[int, PruneInfo] = {}
-    refit: Optional[Expansion] = None
-    if len(fitting):
-        small = pruned_to(fit, fitting)
-        refit = expand_histories(small, order, bos, history_labels=tokens_of(small), max_arcs=max_arcs)
-        assert not refit.too_large, "an expansion that fitted in its round must fit again"
-        refit.arc_map = getattr(small, _ARC_INDEX).long().cpu()[refit.arc_map]
-        delattr(refit.fsas, _ARC_INDEX)
-        sizes = counts_per_fsa(refit.fsas, 2)
-        for j, (u, n_kept) in enumerate(zip(fitting.tolist(), counts_per_fsa(small, 2))):
-            i = over[u]
-            pruned[i] = PruneInfo(beams[fit[u]], input_arcs[u], n_kept, sizes[j])
-        refit.kept = [over[u] for u in fitting.tolist()]
+    beam_of_utt = torch.full((len(over),), beams[-1], dtype=torch.float64)  # the narrowest for the failed
+    beam_of_utt[list(refit.beams)] = torch.tensor(list(refit.beams.values()), dtype=torch.float64)
+    arcs_within = np.bincount(utt_of_arc[needs.cpu() <= beam_of_utt[utt_of_arc]].numpy(), minlength=len(over))
+    input_arcs = counts_per_fsa(sub, 2)
+    sizes = counts_per_fsa(refit.fsas, 2)
+    pruned = {over[u]: PruneInfo(refit.beams[u], input_arcs[u], int(arcs_within[u]), sizes[j])
+              for j, u in enumerate(refit.kept)}
     too_large: Dict[int, int] = {}
-    for u in np.flatnonzero(fit < 0).tolist():
+    for u, counted in refit.too_large.items():
         i = over[u]
         too_large[i] = first.too_large[i]
         failures[i] = (
             f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
-            f"{input_arcs[u]} arcs -> more than {first.too_large[i]} expanded unpruned; " + "; ".join(tried[u]))
+            f"{input_arcs[u]} arcs -> more than {first.too_large[i]} expanded unpruned; "
+            f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> more than {counted} expanded")
+    refit.kept = [over[u] for u in refit.kept]
     return _merge(first, refit, too_large), pruned, dict(sorted(failures.items()))
 
 
-def _merge(first: Expansion, refit: Optional[Expansion], too_large: Dict[int, int]) -> Expansion:
+def _merge(first: Expansion, refit: Expansion, too_large: Dict[int, int]) -> Expansion:
     """One Expansion, in input order, from the unpruned batch expansion and the pruned one."""
-    parts = [first] + ([refit] if refit is not None else [])
+    parts = [first] + ([refit] if refit.kept else [])
     sources = sorted((i, part, j) for part, p in enumerate(parts) for j, i in enumerate(p.kept))
     fsa_offsets = np.cumsum([0] + [p.fsas.shape[0] for p in parts])
     cat = k2.cat([p.fsas for p in parts]) if len(parts) > 1 else first.fsas

@@ -7,7 +7,15 @@ from the start state in arcs): all expanded states of a level are created with o
 with vectorised gathers, so the Python loop runs once per level, not once per arc or state. It
 runs on the device of its :class:`~rescore.arcs.Arcs` (CPU or GPU); :mod:`rescore.expand` turns
 the result into a k2 FsaVec.
+
+With :class:`FitBeams`, the growth also prunes to fit ``max_arcs`` in the same pass: every row
+carries the narrowest beam at which its path survives beam pruning (its *need*, the largest arc
+need on the path, the smallest over the paths merged into it), and each FSA keeps the widest beam
+of a list at which its expansion so far fits. Since the expansion of a lattice pruned at beam b is
+exactly the rows and arcs of need <= b, counting arcs by need gives every beam's size at once,
+and the final arrays keep only what is within each FSA's beam.
 """
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -16,8 +24,25 @@ from torch import Tensor
 
 from .arcs import Arcs, out_arcs, unique_rows
 
+# torch < 2 calls scatter_reduce "beta" on every first use; it is stable since and used as such here.
+warnings.filterwarnings("ignore", message=r"scatter_reduce\(\) is in beta")
+
 PAD = -1  # left padding of histories shorter than K (they start with <s>)
 FINAL = -2  # history row of the final state (all paths merge there)
+
+
+@dataclass
+class FitBeams:
+    """Prune-to-fit inside :func:`grow` (see the module docstring).
+
+    Attributes:
+        needs: ``[num_arcs]`` float64, the narrowest beam at which each input arc is kept (0 on a
+            best path; :func:`rescore.arcs.path_needs`).
+        widths: the beams to choose from, widest first (non-increasing, >= 0).
+    """
+
+    needs: Tensor
+    widths: Tensor
 
 
 @dataclass
@@ -29,9 +54,13 @@ class Grown:
         arc_src, arc_dst: ``[expanded arcs]`` expanded source / destination state of each arc.
         arc_orig: ``[expanded arcs]`` the original arc each expanded arc copies.
         arc_hist: ``[expanded arcs, K]`` the K history tokens before each arc (left-padded with PAD).
-        arcs_per_fsa: ``[num_fsas]`` expanded arcs counted per FSA (when abandoned: so far).
-        abandoned: ``[num_fsas]`` bool, FSAs whose expansion exceeded ``max_arcs`` (their states
-            and arcs are still in the arrays, to be dropped).
+        arcs_per_fsa: ``[num_fsas]`` expanded arcs per FSA within its beam (when abandoned: at
+            the narrowest beam, so far).
+        abandoned: ``[num_fsas]`` bool, FSAs whose expansion exceeded ``max_arcs`` (at the narrowest
+            beam, with :class:`FitBeams`); their states and arcs are still in the arrays, to be dropped.
+        beam: ``[num_fsas]`` float64, the beam each FSA was pruned at (``inf``: not pruned).
+        state_kept, arc_kept: ``[expanded states]``, ``[expanded arcs]`` bool, within their FSA's beam
+            (all True without :class:`FitBeams`).
     """
 
     state_orig: Tensor
@@ -41,9 +70,13 @@ class Grown:
     arc_hist: Tensor
     arcs_per_fsa: Tensor
     abandoned: Tensor
+    beam: Tensor
+    state_kept: Tensor
+    arc_kept: Tensor
 
 
-def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[int] = None) -> Grown:
+def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[int] = None,
+         fit: Optional[FitBeams] = None) -> Grown:
     """Expand every lattice of ``arcs`` so that each arc has a unique ``order``-token history.
 
     Args:
@@ -51,7 +84,10 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         order: K >= 1.
         bos: the history token of ``<s>``, which starts every history.
         tokens: ``[num_arcs]`` int64, the token each arc adds to the history (<= 0: nothing).
-        max_arcs: abandon an FSA once its expansion has more arcs than this.
+        max_arcs: abandon an FSA once its expansion has more arcs than this (with ``fit``: at
+            the narrowest beam).
+        fit: prune each FSA to the widest of ``fit.widths`` at which its expansion has at most
+            ``max_arcs`` arcs (unpruned when it fits whole); see the module docstring.
 
     Returns:
         A :class:`Grown` on the device of ``arcs``.
@@ -72,62 +108,91 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     fsa_of_arc = state_fsa[arcs.src]
     num_fsas = arcs.num_fsas
     arange = lambda n: torch.arange(n, device=device)  # noqa: E731
+    f64 = dict(dtype=torch.float64, device=device)
+    # beams[0] = inf (unpruned), then the widths; an arc of need n is within beams[j] for j <= bin(n)
+    beams = torch.cat([torch.tensor([float("inf")], **f64)] + ([fit.widths.to(**f64)] if fit is not None else []))
+    ascending = beams.flip(0)
+    needs = fit.needs.to(**f64) if fit is not None else torch.zeros(arcs.src.numel(), **f64)
+    by_bin = torch.zeros(num_fsas * beams.numel(), dtype=torch.long, device=device)  # arcs per (FSA, bin)
+    beam_index = torch.zeros(num_fsas, dtype=torch.long, device=device)  # each FSA's widest beam that fits
+    arcs_per_fsa = torch.zeros(num_fsas, dtype=torch.long, device=device)
+    abandoned = torch.zeros(num_fsas, dtype=torch.bool, device=device)
 
-    # pending[level] = list of (original dst state, history row, index of the expanded arc or -1)
+    # pending[level] = list of (original dst state, history row, index of the expanded arc or -1, need)
     starts = arcs.state_splits[:-1][arcs.state_splits.diff() > 0]
     start_rows = torch.full((starts.numel(), order), PAD, dtype=torch.long, device=device)
     start_rows[:, -1] = bos
-    pending: Dict[int, List[Tuple[Tensor, Tensor, Tensor]]] = {0: [(starts, start_rows, torch.full_like(starts, -1))]}
+    pending: Dict[int, List[Tuple[Tensor, ...]]] = {
+        0: [(starts, start_rows, torch.full_like(starts, -1), torch.zeros(starts.numel(), **f64))]}
     st_orig: List[Tensor] = []
+    st_need: List[Tensor] = []
     arc_src: List[Tensor] = []
     arc_orig: List[Tensor] = []
     arc_hist: List[Tensor] = []
+    arc_need: List[Tensor] = []
     arrivals: List[Tuple[Tensor, Tensor]] = []  # (expanded arc, its expanded dst state)
     n_states = n_arcs = 0
-    arcs_per_fsa = torch.zeros(num_fsas, dtype=torch.long, device=device)
-    abandoned = torch.zeros(num_fsas, dtype=torch.bool, device=device)
 
     for level in range(int(levels.max()) + 1 if levels.numel() else 0):
         if level not in pending:
             continue
-        dst_orig, rows, via = (torch.cat(x) for x in zip(*pending.pop(level)))
-        alive = ~abandoned[state_fsa[dst_orig]]
-        dst_orig, rows, via = dst_orig[alive], rows[alive], via[alive]
+        dst_orig, rows, via, need = (torch.cat(x) for x in zip(*pending.pop(level)))
+        limit = beams[beam_index]
+        fsa = state_fsa[dst_orig]
+        alive = ~abandoned[fsa] & (need <= limit[fsa])
+        dst_orig, rows, via, need = dst_orig[alive], rows[alive], via[alive], need[alive]
         if not dst_orig.numel():
             continue
         uniq, inverse = unique_rows(torch.cat([dst_orig[:, None], rows], dim=1))
+        new_need = torch.full((uniq.shape[0],), float("inf"), **f64).scatter_reduce_(0, inverse, need, "amin")
         new_ids = n_states + arange(uniq.shape[0])
         n_states += uniq.shape[0]
         st_orig.append(uniq[:, 0])
+        st_need.append(new_need)
         arrived = via >= 0
         arrivals.append((via[arrived], new_ids[inverse[arrived]]))
 
         owner, out = out_arcs(arcs.arc_splits, uniq[:, 0])
+        f = fsa_of_arc[out]
+        a_need = torch.maximum(new_need[owner], needs[out])
+        # Count this level's arcs (by the narrowest beam each is within) before building them, so
+        # that each FSA's beam, or its abandonment, is known before any arc beyond it is made.
+        within = a_need <= limit[f]
+        narrowest = beams.numel() - 1 - torch.searchsorted(ascending, a_need[within])
+        by_bin += torch.bincount(f[within] * beams.numel() + narrowest, minlength=by_bin.numel())
+        counts = by_bin.view(num_fsas, -1).flip(1).cumsum(1).flip(1)  # [fsa, j]: arcs within beams[j]
+        if max_arcs is not None:
+            beam_index = (counts > max_arcs).sum(1)  # only grows: counts only grow
+            abandoned |= beam_index == beams.numel()
+            beam_index = beam_index.clamp(max=beams.numel() - 1)
+        arcs_per_fsa = counts.gather(1, beam_index[:, None]).squeeze(1)
+        keep = (a_need <= beams[beam_index][f]) & ~abandoned[f]
+        owner, out, a_need = owner[keep], out[keep], a_need[keep]
+        if not out.numel():
+            continue
         hist = uniq[owner, 1:]
         tok = tokens[out]
-        word = tok > 0
-        nxt = hist.clone()
-        nxt[word] = torch.cat([hist[word, 1:], tok[word, None]], dim=1)
-        nxt[tok == FINAL] = FINAL
+        nxt = torch.where((tok > 0)[:, None], torch.cat([hist[:, 1:], tok[:, None]], dim=1), hist)
+        nxt.masked_fill_((tok == FINAL)[:, None], FINAL)
         arc_src.append(new_ids[owner])
         arc_orig.append(out)
         arc_hist.append(hist)
+        arc_need.append(a_need)
         arc_ids = n_arcs + arange(out.numel())
         n_arcs += out.numel()
-
-        arcs_per_fsa += torch.bincount(fsa_of_arc[out], minlength=num_fsas)
-        if max_arcs is not None:
-            abandoned |= arcs_per_fsa > max_arcs
-        if not out.numel():
-            continue
         d = arcs.dst[out]
         d_level, by_level = torch.sort(levels[d], stable=True)  # one sort, then a slice per destination level
-        lv, counts = torch.unique_consecutive(d_level, return_counts=True)
-        for lv_i, sel in zip(lv.tolist(), torch.split(by_level, counts.tolist())):
-            pending.setdefault(lv_i, []).append((d[sel], nxt[sel], arc_ids[sel]))
+        lv, per_level = torch.unique_consecutive(d_level, return_counts=True)
+        for lv_i, sel in zip(lv.tolist(), torch.split(by_level, per_level.tolist())):
+            pending.setdefault(lv_i, []).append((d[sel], nxt[sel], arc_ids[sel], a_need[sel]))
 
     arc_dst = torch.full((n_arcs,), -1, dtype=torch.long, device=device)
     for via, dst in arrivals:
         arc_dst[via] = dst
-    cat = lambda xs, *shape: torch.cat(xs) if xs else torch.zeros(*shape, dtype=torch.long, device=device)  # noqa: E731
-    return Grown(cat(st_orig, 0), cat(arc_src, 0), arc_dst, cat(arc_orig, 0), cat(arc_hist, 0, order), arcs_per_fsa, abandoned)
+    cat = lambda xs, *shape, dtype=torch.long: torch.cat(xs) if xs else torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
+    state_orig, arc_orig_all = cat(st_orig, 0), cat(arc_orig, 0)
+    beam = beams[beam_index]
+    state_kept = cat(st_need, 0, dtype=torch.float64) <= beam[state_fsa[state_orig]]
+    arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
+    return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), arcs_per_fsa, abandoned,
+                 beam, state_kept, arc_kept)

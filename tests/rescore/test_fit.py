@@ -1,13 +1,17 @@
 """Expansion under a memory bound: exploding lattices are beam-pruned until they fit."""
+import random
+
 import k2
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lattices.nbest import one_best
 from lattices.posteriors import prune
 from rescore.expand import PAD, expand_histories
 from rescore.fit import expand_within
-from tests.lattice_utils import enumerate_paths, fsa_from_arcs
+from tests.lattice_utils import enumerate_paths, fsa_from_arcs, random_lattice_arcs
 
 BOS = 100
 
@@ -131,3 +135,51 @@ def test_every_utterance_pruned_or_failed():
     assert torch.equal(exp.fsas.labels, vec.labels[exp.arc_map]) and exp.histories.shape == (6, 2)
     exp, pruned, failures = expand_within(vec, 2, BOS, max_arcs=1)
     assert exp.kept == [] and exp.fsas.shape[0] == 0 and list(failures) == [0, 1] and exp.arc_map.numel() == 0
+
+
+def _paths(fsa: k2.Fsa, input_arc, histories, first_arc: int):
+    """Every complete path as ((input arc, history) per arc), ``input_arc`` over ``fsa``'s arcs."""
+    return sorted(tuple((int(input_arc[a]), tuple(histories[first_arc + a].tolist())) for a in p) for p in enumerate_paths(fsa))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), order=st.integers(1, 3), max_arcs=st.integers(1, 40))
+def test_one_pass_fit_equals_pruning_at_each_beam_then_expanding(seed, order, max_arcs):
+    """Brute force: for each over-budget lattice, prune it at each beam (widest first) with
+    lattices.posteriors.prune, expand that, and keep the first that fits. expand_within's one
+    pass must choose the same beam and give the same expanded paths (input arcs and histories)."""
+    rng = random.Random(seed)
+    lattices = [fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(2, 6))) for _ in range(6)]
+    vec = k2.create_fsa_vec(lattices)
+    beams = (4.0, 2.0, 1.0, 0.5, 0.0)
+    exp, pruned, failures = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=beams)
+    splits = arc_splits(exp.fsas)
+    first_input_arc = arc_splits(vec)
+    position = {i: j for j, i in enumerate(exp.kept)}
+    for i, fsa in enumerate(lattices):
+        single = k2.create_fsa_vec([fsa])
+        single.input_arc = torch.arange(fsa.num_arcs)
+        plain = expand_histories(single, order, BOS)
+        if plain.fsas.num_arcs <= max_arcs:
+            expected, beam = plain, None
+        else:
+            expected = beam = None
+            for b in beams:
+                small = prune(single, beam=b)[0]
+                e = expand_histories(small, order, BOS)
+                if e.fsas.num_arcs <= max_arcs:
+                    e.arc_map = small.input_arc[e.arc_map]
+                    expected, beam = e, b
+                    break
+        if expected is None:
+            assert i in failures and i not in position and i in exp.too_large
+            continue
+        assert i not in failures
+        if beam is None:
+            assert i not in pruned
+        else:
+            assert pruned[i].beam == beam and pruned[i].expanded_arcs == expected.fsas.num_arcs <= max_arcs
+            assert pruned[i].arcs_after_pruning == prune(single, beam=beam)[0].num_arcs
+        j = position[i]
+        got = _paths(exp.fsas[j], exp.arc_map[splits[j]:] - first_input_arc[i], exp.histories, splits[j])
+        assert got == _paths(expected.fsas[0], expected.arc_map, expected.histories, 0)

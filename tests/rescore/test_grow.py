@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rescore.arcs as arcs_module
-from rescore.arcs import Arcs, unique_rows
+from rescore.arcs import Arcs, path_needs, unique_rows
 from rescore.grow import grow
-from tests.lattice_utils import fsa_from_arcs, random_lattice_arcs
+from tests.lattice_utils import enumerate_paths, fsa_from_arcs, random_lattice_arcs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -59,3 +59,37 @@ def test_grow_on_any_device_equals_cpu(device):
     other = grow(a.to(device), 3, 100, a.labels.to(device), max_arcs=60)
     for name in ("state_orig", "arc_src", "arc_dst", "arc_orig", "arc_hist", "arcs_per_fsa", "abandoned"):
         assert torch.equal(getattr(cpu, name), getattr(other, name).cpu()), name
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 12))
+def test_levels_are_longest_path_lengths(seed, n):
+    """Brute force: a state's level is the longest path (in arcs) to it from a state without
+    incoming arcs, computed state by state in topological order."""
+    rng = random.Random(seed)
+    fsas = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng)) for _ in range(n)])
+    a = Arcs.from_fsas(fsas)
+    expected = [0] * a.num_states
+    for s, d in sorted(zip(a.src.tolist(), a.dst.tolist()), key=lambda e: e[1]):  # top-sorted: src < dst
+        expected[d] = max(expected[d], expected[s] + 1)
+    assert a.levels().tolist() == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 6))
+def test_path_needs_is_the_smallest_bottleneck_over_complete_paths(seed, n):
+    """Brute force over every complete path: an arc's need is the smallest, over the paths through
+    it, of the largest cost on the path."""
+    rng = random.Random(seed)
+    lattices = [fsa_from_arcs(*random_lattice_arcs(rng)) for _ in range(n)]
+    fsas = k2.create_fsa_vec(lattices)
+    cost = torch.tensor([rng.choice([0.0, 0.5, 1.0, 2.0, 3.0]) for _ in range(fsas.num_arcs)], dtype=torch.float64)
+    expected = [float("inf")] * fsas.num_arcs
+    first = 0
+    for fsa in lattices:
+        for path in enumerate_paths(fsa):
+            worst = max(float(cost[first + a]) for a in path)
+            for a in path:
+                expected[first + a] = min(expected[first + a], worst)
+        first += fsa.num_arcs
+    assert path_needs(Arcs.from_fsas(fsas), cost).tolist() == expected
