@@ -36,8 +36,8 @@ class Expansion:
             oldest first, left-padded with ``-1`` when fewer than K tokens precede it.
         arc_map: ``[num_arcs]`` int64, index of the input arc each expanded arc copies.
         kept: indices (into the input batch) of the utterances in ``fsas``, in order.
-        too_large: ``{input index: arcs counted when it was abandoned}`` for the utterances whose
-            expansion exceeded ``max_arcs`` (not in ``fsas``).
+        too_large: ``{input index: arcs}`` for the utterances whose expansion exceeded ``max_arcs``
+            (not in ``fsas``): a lower bound on their expanded arcs, above ``max_arcs``.
         beams: ``{input index: beam}`` for the kept utterances that were pruned to fit (only with
             :class:`~rescore.grow.FitBeams`).
     """

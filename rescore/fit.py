@@ -88,8 +88,8 @@ def expand_within(
           ``kept`` lists their input indexes; ``arc_map`` ``[num_expanded_arcs]`` and the copied
           attributes refer to the arcs of ``fsas`` (pruning composed in); ``histories``
           ``[num_expanded_arcs, order]`` follow ``history_labels``; ``too_large`` holds
-          ``{input index: arcs counted}`` for the utterances that did not fit even pruned (the
-          unpruned count).
+          ``{input index: arcs}`` for the utterances that did not fit even pruned (a lower bound,
+          above ``max_arcs``, on their unpruned expansion).
         - ``pruned``: ``{input index: PruneInfo}`` for every utterance that was pruned to fit;
           utterances not in it are exactly as :func:`expand_histories` expands them.
         - ``failures``: ``{input index: message}`` for every utterance not in ``expansion.kept``
@@ -139,8 +139,8 @@ def expand_within(
         too_large[i] = first.too_large[i]
         failures[i] = (
             f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
-            f"{input_arcs[u]} arcs -> more than {first.too_large[i]} expanded unpruned; "
-            f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> more than {counted} expanded")
+            f"{input_arcs[u]} arcs -> at least {first.too_large[i]} expanded unpruned; "
+            f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> at least {counted} expanded")
     refit.kept = [over[u] for u in refit.kept]
     return _merge(first, refit, too_large), pruned, dict(sorted(failures.items()))
 

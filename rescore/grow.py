@@ -13,7 +13,9 @@ carries the narrowest beam at which its path survives beam pruning (its *need*, 
 need on the path, the smallest over the paths merged into it), and each FSA keeps the widest beam
 of a list at which its expansion so far fits. Since the expansion of a lattice pruned at beam b is
 exactly the rows and arcs of need <= b, counting arcs by need gives every beam's size at once,
-and the final arrays keep only what is within each FSA's beam.
+and the final arrays keep only what is within each FSA's beam. Each beam's count plus the input
+arcs within it not reached yet bounds its final size from below, so a beam that cannot fit (or an
+FSA that cannot fit at all) is dropped as soon as that bound says so, before its arcs are built.
 """
 import warnings
 from dataclasses import dataclass
@@ -54,8 +56,8 @@ class Grown:
         arc_src, arc_dst: ``[expanded arcs]`` expanded source / destination state of each arc.
         arc_orig: ``[expanded arcs]`` the original arc each expanded arc copies.
         arc_hist: ``[expanded arcs, K]`` the K history tokens before each arc (left-padded with PAD).
-        arcs_per_fsa: ``[num_fsas]`` expanded arcs per FSA within its beam (when abandoned: at
-            the narrowest beam, so far).
+        arcs_per_fsa: ``[num_fsas]`` expanded arcs per FSA within its beam (when abandoned: a
+            lower bound on them at the narrowest beam, above ``max_arcs``).
         abandoned: ``[num_fsas]`` bool, FSAs whose expansion exceeded ``max_arcs`` (at the narrowest
             beam, with :class:`FitBeams`); their states and arcs are still in the arrays, to be dropped.
         beam: ``[num_fsas]`` float64, the beam each FSA was pruned at (``inf``: not pruned).
@@ -113,7 +115,16 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     beams = torch.cat([torch.tensor([float("inf")], **f64)] + ([fit.widths.to(**f64)] if fit is not None else []))
     ascending = beams.flip(0)
     needs = fit.needs.to(**f64) if fit is not None else torch.zeros(arcs.src.numel(), **f64)
-    by_bin = torch.zeros(num_fsas * beams.numel(), dtype=torch.long, device=device)  # arcs per (FSA, bin)
+    n_bins = beams.numel()
+    by_bin = torch.zeros(num_fsas * n_bins, dtype=torch.long, device=device)  # arcs built per (FSA, bin)
+    # Every input arc within a beam is on a complete path within it, so it has at least one expanded
+    # copy at that beam: the arcs counted so far plus the input arcs not reached yet bound each
+    # beam's size from below, and a beam (or an FSA) that bound rules out is dropped early.
+    in_key = fsa_of_arc * n_bins + (n_bins - 1 - torch.searchsorted(ascending, needs))
+    src_level, by_src_level = torch.sort(levels[arcs.src], stable=True)
+    n_levels = int(levels.max()) + 1 if levels.numel() else 0
+    level_ends = [0] + torch.searchsorted(src_level, arange(n_levels), right=True).tolist()
+    not_reached = torch.bincount(in_key, minlength=by_bin.numel())
     beam_index = torch.zeros(num_fsas, dtype=torch.long, device=device)  # each FSA's widest beam that fits
     arcs_per_fsa = torch.zeros(num_fsas, dtype=torch.long, device=device)
     abandoned = torch.zeros(num_fsas, dtype=torch.bool, device=device)
@@ -133,7 +144,9 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     arrivals: List[Tuple[Tensor, Tensor]] = []  # (expanded arc, its expanded dst state)
     n_states = n_arcs = 0
 
-    for level in range(int(levels.max()) + 1 if levels.numel() else 0):
+    for level in range(n_levels):
+        reached = by_src_level[level_ends[level]:level_ends[level + 1]]  # input arcs leaving this level
+        not_reached -= torch.bincount(in_key[reached], minlength=by_bin.numel())
         if level not in pending:
             continue
         dst_orig, rows, via, need = (torch.cat(x) for x in zip(*pending.pop(level)))
@@ -158,14 +171,18 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         # Count this level's arcs (by the narrowest beam each is within) before building them, so
         # that each FSA's beam, or its abandonment, is known before any arc beyond it is made.
         within = a_need <= limit[f]
-        narrowest = beams.numel() - 1 - torch.searchsorted(ascending, a_need[within])
-        by_bin += torch.bincount(f[within] * beams.numel() + narrowest, minlength=by_bin.numel())
-        counts = by_bin.view(num_fsas, -1).flip(1).cumsum(1).flip(1)  # [fsa, j]: arcs within beams[j]
-        if max_arcs is not None:
-            beam_index = (counts > max_arcs).sum(1)  # only grows: counts only grow
-            abandoned |= beam_index == beams.numel()
-            beam_index = beam_index.clamp(max=beams.numel() - 1)
-        arcs_per_fsa = counts.gather(1, beam_index[:, None]).squeeze(1)
+        narrowest = n_bins - 1 - torch.searchsorted(ascending, a_need[within])
+        by_bin += torch.bincount(f[within] * n_bins + narrowest, minlength=by_bin.numel())
+        if max_arcs is not None:  # bound [fsa, j]: at least this many arcs within beams[j]
+            bound = (by_bin + not_reached).view(num_fsas, -1).flip(1).cumsum(1).flip(1)
+            # never widens: the bound is exact only from the current beam inwards (arcs beyond it
+            # are neither built nor counted, though their input arcs leave not_reached)
+            beam_index = torch.maximum(beam_index, (bound > max_arcs).sum(1))
+            out_of_beams = beam_index == n_bins
+            beam_index = beam_index.clamp(max=n_bins - 1)
+            # an abandoned FSA keeps the bound that ruled it out (its own counts stop there)
+            arcs_per_fsa = torch.where(abandoned, arcs_per_fsa, bound.gather(1, beam_index[:, None]).squeeze(1))
+            abandoned |= out_of_beams
         keep = (a_need <= beams[beam_index][f]) & ~abandoned[f]
         owner, out, a_need = owner[keep], out[keep], a_need[keep]
         if not out.numel():
@@ -192,6 +209,8 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     cat = lambda xs, *shape, dtype=torch.long: torch.cat(xs) if xs else torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
     state_orig, arc_orig_all = cat(st_orig, 0), cat(arc_orig, 0)
     beam = beams[beam_index]
+    built = by_bin.view(num_fsas, -1).flip(1).cumsum(1).flip(1).gather(1, beam_index[:, None]).squeeze(1)
+    arcs_per_fsa = torch.where(abandoned, arcs_per_fsa, built)  # abandoned: the bound that ruled it out
     state_kept = cat(st_need, 0, dtype=torch.float64) <= beam[state_fsa[state_orig]]
     arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
     return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), arcs_per_fsa, abandoned,

@@ -111,8 +111,9 @@ def test_a_lattice_that_cannot_fit_is_reported_and_the_others_are_fine():
     exp, pruned, failures = expand_within(vec, 2, BOS, max_arcs=5)  # best path alone has 7 arcs
     assert exp.kept == [0, 2] and list(exp.too_large) == [1] and list(failures) == [1] and not pruned
     assert "utterance 1" in failures[1] and "max_arcs=5" in failures[1] and "19 arcs" in failures[1]
-    # beam 0 keeps the same 7 arcs as beam 0.5, so it is not retried
-    assert "beam 0: 7 arcs -> more than 6 expanded" in failures[1]  # bisection ends at the narrowest beam
+    # every input arc within a beam has an expanded copy, so 19 and 7 arcs rule it out unexpanded
+    assert "19 arcs -> at least 19 expanded unpruned" in failures[1]
+    assert "beam 0: 7 arcs -> at least 7 expanded" in failures[1]  # the narrowest beam
     assert torch.equal(exp.fsas.labels, vec.labels[exp.arc_map]) and exp.fsas.shape[0] == 2
 
 
