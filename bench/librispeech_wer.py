@@ -226,14 +226,18 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
 @click.option("--first-pass-scales", default="9.5,-0.63",
               help="LM scale and word penalty at which the 3-gram expansion is pruned to --ngram-max-arcs "
                    "(default: pocketsphinx's own -bestpathlw and -wip).")
-@click.option("--max-arcs", default=200000, help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond).")
+@click.option("--max-arcs", "max_arcs_list", default="200000",
+              help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond); comma-separated for one "
+                   "row per bound (a WER-against-time curve).")
 @click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (beam-pruned at --first-pass-scales with the LM look-ahead).")
 @click.option("--beam", default=150.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
-def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scales, max_arcs, ngram_max_arcs, beam, device, out) -> None:
+def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scales, max_arcs_list, ngram_max_arcs, beam, device,
+         out) -> None:
     """2-fold tuned WER of every system on the LibriSpeech lattices."""
     ns = [int(x) for x in ns.split(",") if x.strip() and int(x) > 0]
+    bounds = [int(x) for x in max_arcs_list.split(",")]
     os.makedirs(os.path.join(out, "cache"), exist_ok=True)
     batch, failures = read_lattices([lats])
     if failures:
@@ -274,20 +278,10 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
         name = f"AFP-{afp.context}{label}" + ("" if normalize else " self-normalised, no normaliser")
         lm_info[name] = perplexity(load_scorer(path, device), refs)
         tag = (f"afp{afp.context}" if not label else run) + ("" if normalize else "-selfnorm")
-        opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
-        la, st = cached_rescore(os.path.join(out, "cache", f"{tag}-beam{beam:g}.pt"), l3, afp, scales3, opts)
-        assert la.utt_ids == batch.utt_ids, "an utterance is missing from the AFP expansion"
-        grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-beam{beam:g}-grid.json"), la, WEIGHTS + (1.0,), refs)
-        note = (f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, "
-                f"{st.get('cell_steps', 0) / max(st['distinct_histories'], 1):.2f} cell steps/history, {st['pruned']} utts pruned; "
-                f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")
-        mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
-        alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
-        total, chosen, per_utt = two_fold([grid[g] for g in mixed], errs[mixed], fold)
-        rows.append(Row(f"lattice + 3-gram + {name}", total, st["seconds"], st["arcs_in"], chosen, note))
-        rows.append(mbr_row(la, "afp_lm_scores", per_utt, refs, chosen, f"lattice + 3-gram + {name}, MBR"))
-        total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
-        rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
+        for max_arcs in bounds:
+            bound = f", --max-arcs {max_arcs}" if len(bounds) > 1 else ""
+            rows += afp_rows(out, f"{tag}-beam{beam:g}" + (f"-arcs{max_arcs}" if bound else ""), name + bound, l3, afp,
+                             scales3, tuned, refs, fold, max_arcs)
         if normalize or path not in afps:  # the same model run with full history on the exact N-best
             rows += [nbest_row(os.path.join(out, "cache", f"{tag}-{n}best.json"), l3, load_scorer(path, device), tuned, n, refs, fold,
                                f"lattice + 3-gram + AFP-{afp.context}{label} model{'' if normalize else ' (self-normalised)'} "
@@ -303,6 +297,26 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
     _, summary = oracle_wer(batch.fsas, batch.symbols, refs)
     rows.append(Row("lattice oracle", summary.errors))
     write_results(out, rows, ref_words, lm_info, device)
+
+
+def afp_rows(out: str, tag: str, name: str, l3: LatticeBatch, afp: Scorer, scales3, tuned, refs, fold, max_arcs: int) -> List[Row]:
+    """The rows of one AFP model at one ``max_arcs``: interpolated with the 3-gram (Viterbi and MBR),
+    and alone; cached in ``OUT/cache/TAG*``."""
+    opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
+    la, st = cached_rescore(os.path.join(out, "cache", f"{tag}.pt"), l3, afp, scales3, opts)
+    assert la.utt_ids == l3.utt_ids, "an utterance is missing from the AFP expansion"
+    grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-grid.json"), la, WEIGHTS + (1.0,), refs)
+    note = (f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, "
+            f"{st.get('cell_steps', 0) / max(st['distinct_histories'], 1):.2f} cell steps/history, {st['pruned']} utts pruned; "
+            f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")
+    mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
+    alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
+    total, chosen, per_utt = two_fold([grid[g] for g in mixed], errs[mixed], fold)
+    rows = [Row(f"lattice + 3-gram + {name}", total, st["seconds"], st["arcs_in"], chosen, note),
+            mbr_row(la, "afp_lm_scores", per_utt, refs, chosen, f"lattice + 3-gram + {name}, MBR")]
+    total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
+    rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
+    return rows
 
 
 def write_results(out: str, rows: List[Row], ref_words: int, lm_info: Dict, device: str) -> None:

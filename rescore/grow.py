@@ -77,6 +77,72 @@ class Grown:
     arc_kept: Tensor
 
 
+class _Budget:
+    """Each FSA's expanded arcs counted by the narrowest beam they are within, and what that allows:
+    the widest beam at which the FSA can still fit ``max_arcs``, or its abandonment.
+
+    Every input arc within a beam is on a complete path within it, so it has at least one expanded
+    copy at that beam: the arcs counted so far plus the input arcs not reached yet bound each beam's
+    final size from below, and a beam (or an FSA) that this bound rules out is dropped before the
+    arcs beyond it are built.
+    """
+
+    def __init__(self, arcs: Arcs, fsa_of_arc: Tensor, levels: Tensor, needs: Tensor, widths: Optional[Tensor],
+                 max_arcs: Optional[int]):
+        f64 = dict(dtype=torch.float64, device=arcs.device)
+        # beams[0] = inf (unpruned), then the widths; a need n is within beams[j] for j <= bin(n)
+        self.beams = torch.cat([torch.tensor([float("inf")], **f64)] + ([widths.to(**f64)] if widths is not None else []))
+        self.ascending = self.beams.flip(0)
+        self.num_fsas, self.max_arcs = arcs.num_fsas, max_arcs
+        self.built = torch.zeros(self.num_fsas * self.beams.numel(), dtype=torch.long, device=arcs.device)
+        self.input_key = self.key(fsa_of_arc, needs)
+        self.not_reached = torch.bincount(self.input_key, minlength=self.built.numel())
+        src_level, self.by_src_level = torch.sort(levels[arcs.src], stable=True)
+        n_levels = int(levels.max()) + 1 if levels.numel() else 0
+        self.level_ends = [0] + torch.searchsorted(src_level, torch.arange(n_levels, device=arcs.device), right=True).tolist()
+        self.index = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)  # widest beam that can fit
+        self.abandoned = torch.zeros(self.num_fsas, dtype=torch.bool, device=arcs.device)
+        self.lower_bound = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)
+
+    def key(self, fsa: Tensor, need: Tensor) -> Tensor:
+        """``[n]`` (FSA, narrowest beam within which ``need`` lies), flattened."""
+        return fsa * self.beams.numel() + (self.beams.numel() - 1 - torch.searchsorted(self.ascending, need))
+
+    def limit(self) -> Tensor:
+        """``[num_fsas]`` float64, each FSA's beam for now (it only narrows)."""
+        return self.beams[self.index]
+
+    def leave(self, level: int) -> None:
+        """The input arcs leaving states of ``level`` are being expanded now."""
+        reached = self.by_src_level[self.level_ends[level]:self.level_ends[level + 1]]
+        self.not_reached -= torch.bincount(self.input_key[reached], minlength=self.built.numel())
+
+    def count(self, fsa: Tensor, need: Tensor) -> None:
+        """Count expanded arcs (their FSA and need, all within their FSA's current beam), then
+        narrow each FSA's beam to the widest its lower bound allows, or abandon it."""
+        self.built += torch.bincount(self.key(fsa, need), minlength=self.built.numel())
+        if self.max_arcs is None:
+            return
+        bound = self._within(self.built + self.not_reached)
+        # never widens: the bound is exact only from the current beam inwards (arcs beyond it are
+        # neither built nor counted, though their input arcs leave not_reached)
+        index = torch.maximum(self.index, (bound > self.max_arcs).sum(1))
+        out_of_beams = index == self.beams.numel()
+        self.index = index.clamp(max=self.beams.numel() - 1)
+        # an abandoned FSA keeps the bound that ruled it out (its own counts stop there)
+        self.lower_bound = torch.where(self.abandoned, self.lower_bound, bound.gather(1, self.index[:, None]).squeeze(1))
+        self.abandoned |= out_of_beams
+
+    def arcs_per_fsa(self) -> Tensor:
+        """``[num_fsas]`` arcs built within each FSA's beam (abandoned: the bound that ruled it out)."""
+        built = self._within(self.built).gather(1, self.index[:, None]).squeeze(1)
+        return torch.where(self.abandoned, self.lower_bound, built)
+
+    def _within(self, per_bin: Tensor) -> Tensor:
+        """``[num_fsas, beams]``: the totals within each beam, from counts per (FSA, narrowest beam)."""
+        return per_bin.view(self.num_fsas, -1).flip(1).cumsum(1).flip(1)
+
+
 def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[int] = None,
          fit: Optional[FitBeams] = None) -> Grown:
     """Expand every lattice of ``arcs`` so that each arc has a unique ``order``-token history.
@@ -108,26 +174,10 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         raise ValueError("expand_histories: input has a cycle (run lattices.validate first)")
     state_fsa = arcs.state_fsa()
     fsa_of_arc = state_fsa[arcs.src]
-    num_fsas = arcs.num_fsas
     arange = lambda n: torch.arange(n, device=device)  # noqa: E731
     f64 = dict(dtype=torch.float64, device=device)
-    # beams[0] = inf (unpruned), then the widths; an arc of need n is within beams[j] for j <= bin(n)
-    beams = torch.cat([torch.tensor([float("inf")], **f64)] + ([fit.widths.to(**f64)] if fit is not None else []))
-    ascending = beams.flip(0)
     needs = fit.needs.to(**f64) if fit is not None else torch.zeros(arcs.src.numel(), **f64)
-    n_bins = beams.numel()
-    by_bin = torch.zeros(num_fsas * n_bins, dtype=torch.long, device=device)  # arcs built per (FSA, bin)
-    # Every input arc within a beam is on a complete path within it, so it has at least one expanded
-    # copy at that beam: the arcs counted so far plus the input arcs not reached yet bound each
-    # beam's size from below, and a beam (or an FSA) that bound rules out is dropped early.
-    in_key = fsa_of_arc * n_bins + (n_bins - 1 - torch.searchsorted(ascending, needs))
-    src_level, by_src_level = torch.sort(levels[arcs.src], stable=True)
-    n_levels = int(levels.max()) + 1 if levels.numel() else 0
-    level_ends = [0] + torch.searchsorted(src_level, arange(n_levels), right=True).tolist()
-    not_reached = torch.bincount(in_key, minlength=by_bin.numel())
-    beam_index = torch.zeros(num_fsas, dtype=torch.long, device=device)  # each FSA's widest beam that fits
-    arcs_per_fsa = torch.zeros(num_fsas, dtype=torch.long, device=device)
-    abandoned = torch.zeros(num_fsas, dtype=torch.bool, device=device)
+    budget = _Budget(arcs, fsa_of_arc, levels, needs, fit.widths if fit is not None else None, max_arcs)
 
     # pending[level] = list of (original dst state, history row, index of the expanded arc or -1, need)
     starts = arcs.state_splits[:-1][arcs.state_splits.diff() > 0]
@@ -144,15 +194,14 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     arrivals: List[Tuple[Tensor, Tensor]] = []  # (expanded arc, its expanded dst state)
     n_states = n_arcs = 0
 
-    for level in range(n_levels):
-        reached = by_src_level[level_ends[level]:level_ends[level + 1]]  # input arcs leaving this level
-        not_reached -= torch.bincount(in_key[reached], minlength=by_bin.numel())
+    for level in range(int(levels.max()) + 1 if levels.numel() else 0):
+        budget.leave(level)
         if level not in pending:
             continue
         dst_orig, rows, via, need = (torch.cat(x) for x in zip(*pending.pop(level)))
-        limit = beams[beam_index]
+        limit = budget.limit()
         fsa = state_fsa[dst_orig]
-        alive = ~abandoned[fsa] & (need <= limit[fsa])
+        alive = ~budget.abandoned[fsa] & (need <= limit[fsa])
         dst_orig, rows, via, need = dst_orig[alive], rows[alive], via[alive], need[alive]
         if not dst_orig.numel():
             continue
@@ -168,22 +217,11 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         owner, out = out_arcs(arcs.arc_splits, uniq[:, 0])
         f = fsa_of_arc[out]
         a_need = torch.maximum(new_need[owner], needs[out])
-        # Count this level's arcs (by the narrowest beam each is within) before building them, so
-        # that each FSA's beam, or its abandonment, is known before any arc beyond it is made.
+        # Count this level's arcs before building them, so that each FSA's beam, or its
+        # abandonment, is known before any arc beyond it is made.
         within = a_need <= limit[f]
-        narrowest = n_bins - 1 - torch.searchsorted(ascending, a_need[within])
-        by_bin += torch.bincount(f[within] * n_bins + narrowest, minlength=by_bin.numel())
-        if max_arcs is not None:  # bound [fsa, j]: at least this many arcs within beams[j]
-            bound = (by_bin + not_reached).view(num_fsas, -1).flip(1).cumsum(1).flip(1)
-            # never widens: the bound is exact only from the current beam inwards (arcs beyond it
-            # are neither built nor counted, though their input arcs leave not_reached)
-            beam_index = torch.maximum(beam_index, (bound > max_arcs).sum(1))
-            out_of_beams = beam_index == n_bins
-            beam_index = beam_index.clamp(max=n_bins - 1)
-            # an abandoned FSA keeps the bound that ruled it out (its own counts stop there)
-            arcs_per_fsa = torch.where(abandoned, arcs_per_fsa, bound.gather(1, beam_index[:, None]).squeeze(1))
-            abandoned |= out_of_beams
-        keep = (a_need <= beams[beam_index][f]) & ~abandoned[f]
+        budget.count(f[within], a_need[within])
+        keep = (a_need <= budget.limit()[f]) & ~budget.abandoned[f]
         owner, out, a_need = owner[keep], out[keep], a_need[keep]
         if not out.numel():
             continue
@@ -208,10 +246,8 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         arc_dst[via] = dst
     cat = lambda xs, *shape, dtype=torch.long: torch.cat(xs) if xs else torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
     state_orig, arc_orig_all = cat(st_orig, 0), cat(arc_orig, 0)
-    beam = beams[beam_index]
-    built = by_bin.view(num_fsas, -1).flip(1).cumsum(1).flip(1).gather(1, beam_index[:, None]).squeeze(1)
-    arcs_per_fsa = torch.where(abandoned, arcs_per_fsa, built)  # abandoned: the bound that ruled it out
+    beam = budget.limit()
     state_kept = cat(st_need, 0, dtype=torch.float64) <= beam[state_fsa[state_orig]]
     arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
-    return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), arcs_per_fsa, abandoned,
-                 beam, state_kept, arc_kept)
+    return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), budget.arcs_per_fsa(),
+                 budget.abandoned, beam, state_kept, arc_kept)
