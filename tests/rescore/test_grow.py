@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 import k2
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rescore.arcs as arcs_module
 from rescore.arcs import Arcs, path_needs, unique_rows
-from rescore.grow import grow
+from rescore.grow import FitBeams, grow
 from tests.lattice_utils import enumerate_paths, fsa_from_arcs, random_lattice_arcs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,14 +52,19 @@ def test_unique_rows_is_exact_even_when_every_hash_collides(rows, collide, width
     assert uniq.shape[0] == len({tuple(r) for r in t.tolist()})
 
 
-def test_grow_on_any_device_equals_cpu(device):
+@pytest.mark.parametrize("pruned", [False, True])
+def test_grow_on_any_device_equals_cpu(device, pruned):
     rng = random.Random(3)
     fsas = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng)) for _ in range(20)])
     a = Arcs.from_fsas(fsas)
-    cpu = grow(a, 3, 100, a.labels, max_arcs=60)
-    other = grow(a.to(device), 3, 100, a.labels.to(device), max_arcs=60)
-    for name in ("state_orig", "arc_src", "arc_dst", "arc_orig", "arc_hist", "arcs_per_fsa", "abandoned"):
+    needs = path_needs(a, torch.tensor([rng.choice([0.0, 1.0, 2.0]) for _ in range(a.src.numel())]))
+    fit = (lambda dev: FitBeams(needs.to(dev), torch.tensor([2.0, 1.0, 0.0]))) if pruned else (lambda dev: None)
+    cpu = grow(a, 3, 100, a.labels, max_arcs=30, fit=fit("cpu"))
+    other = grow(a.to(device), 3, 100, a.labels.to(device), max_arcs=30, fit=fit(device))
+    for name in ("state_orig", "arc_src", "arc_dst", "arc_orig", "arc_hist", "arcs_per_fsa", "abandoned", "beam",
+                 "state_kept", "arc_kept"):
         assert torch.equal(getattr(cpu, name), getattr(other, name).cpu()), name
+    assert (cpu.beam < float("inf")).any() if pruned else cpu.abandoned.any() and (~cpu.abandoned).any()
 
 
 @settings(max_examples=30, deadline=None)
