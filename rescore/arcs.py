@@ -6,7 +6,7 @@ machine without k2 (a GPU box) can run expansion and scoring on arrays dumped el
 """
 import functools
 from dataclasses import dataclass, fields
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -148,20 +148,30 @@ def _multipliers(columns: int) -> Tensor:
     return torch.from_numpy(np.random.RandomState(20261122).randint(1, 2**62, size=columns, dtype=np.int64) | 1)
 
 
-def unique_rows(rows: Tensor) -> Tuple[Tensor, Tensor]:
+def unique_rows(rows: Tensor, groups: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Exact ``torch.unique(rows, dim=0, return_inverse=True)`` for int64 rows ``[N, C]`` (any C),
     much faster: rows are hashed to one int64 key (odd multipliers, wrapping), keys are uniqued,
     and every row is checked against its group's representative (on a hash collision it falls
-    back to the row-wise unique).
+    back to a row-wise unique).
+
+    Args:
+        rows: ``[N, C]`` int64.
+        groups: ``[N]`` int64 in ``[0, 2**23)``, e.g. the FSA of each row: rows of different groups
+            are never merged, unique rows come group by group, and inside a group in an order that
+            depends on that group's rows alone (so an FSA's expansion does not depend on the other
+            FSAs of its batch).
 
     Returns:
-        ``(unique rows [U, C] ordered by their keys, inverse [N])``; the representative of a group
-        is its first row.
+        ``(unique rows [U, C] ordered by (group,) key, inverse [N])``; the representative of a
+        group of equal rows is its first row.
     """
     if rows.shape[0] == 0:
         return rows, torch.zeros(0, dtype=torch.long, device=rows.device)
     keys = (rows * _multipliers(rows.shape[1]).to(rows.device)).sum(dim=1)
     keys = keys ^ (keys >> 29)
+    if groups is not None:  # the group in the top bits, 40 bits of the key below it
+        assert int(groups.min()) >= 0 and int(groups.max()) < 1 << 23, "groups must be in [0, 2**23)"
+        keys = (groups << 40) | ((keys >> 24) & ((1 << 40) - 1))
     sorted_keys, order = torch.sort(keys, stable=True)  # one sort: groups, first rows, inverse
     new_group = torch.ones_like(sorted_keys, dtype=torch.bool)
     new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
@@ -169,5 +179,7 @@ def unique_rows(rows: Tensor) -> Tuple[Tensor, Tensor]:
     inverse[order] = torch.cumsum(new_group, 0) - 1
     uniq = rows[order[new_group]]
     if not torch.equal(uniq[inverse], rows):  # a collision: two different rows, one key
-        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        # ordered by key first, as above, so each group's order still depends on its rows alone
+        uniq, inverse = torch.unique(torch.cat([keys[:, None], rows], dim=1), dim=0, return_inverse=True)
+        uniq = uniq[:, 1:]
     return uniq, inverse

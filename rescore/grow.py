@@ -202,10 +202,13 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         limit = budget.limit()
         fsa = state_fsa[dst_orig]
         alive = ~budget.abandoned[fsa] & (need <= limit[fsa])
-        dst_orig, rows, via, need = dst_orig[alive], rows[alive], via[alive], need[alive]
+        dst_orig, rows, via, need, fsa = dst_orig[alive], rows[alive], via[alive], need[alive], fsa[alive]
         if not dst_orig.numel():
             continue
-        uniq, inverse = unique_rows(torch.cat([dst_orig[:, None], rows], dim=1))
+        # rows by (FSA, state inside it, history): each FSA's states come in an order of its own
+        local = dst_orig - arcs.state_splits[fsa]
+        uniq, inverse = unique_rows(torch.cat([local[:, None], rows], dim=1), groups=fsa)
+        uniq[:, 0] += arcs.state_splits[torch.zeros_like(uniq[:, 0]).scatter_(0, inverse, fsa)]
         new_need = torch.full((uniq.shape[0],), float("inf"), **f64).scatter_reduce_(0, inverse, need, "amin")
         new_ids = n_states + arange(uniq.shape[0])
         n_states += uniq.shape[0]

@@ -1,4 +1,5 @@
 """Exact K-history expansion against brute-force path enumeration."""
+import itertools
 import random
 
 import k2
@@ -76,3 +77,21 @@ def test_max_arcs_abandons_only_the_utterances_that_explode():
 def test_bad_order():
     with pytest.raises(ValueError, match="order must be >= 1"):
         expand_histories(random_batch(1, 2), 0, BOS)
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_a_lattice_expands_the_same_whatever_else_is_in_its_batch(order):
+    """State and arc numbering (which decides between paths of exactly equal score) depend on the
+    lattice alone: alone, in a batch, or in the same batch reversed, it expands to the same arrays."""
+    lattices = [random_batch(20 + order, n=12)[i] for i in range(12)]
+
+    def parts(fsas):
+        exp = expand_histories(k2.create_fsa_vec(fsas), order, bos=BOS)
+        first_in = [0] + list(itertools.accumulate(f.num_arcs for f in fsas))
+        splits = exp.fsas.arcs.row_splits(2)[exp.fsas.arcs.row_splits(1).long()].tolist()
+        return [(exp.fsas[i].arcs.values().tolist(), exp.histories[splits[i]:splits[i + 1]].tolist(),
+                 (exp.arc_map[splits[i]:splits[i + 1]] - first_in[i]).tolist()) for i in range(len(fsas))]
+
+    alone = [parts([f])[0] for f in lattices]
+    assert parts(lattices) == alone
+    assert parts(lattices[::-1]) == alone[::-1]
