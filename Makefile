@@ -49,7 +49,7 @@ help:
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make books-small-lms  1x128 AFP-2/4/8 and BPTT LMs on the books (under an hour each), compared by make bench-books-wer"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
 include bench/decode.mk
 
@@ -337,6 +337,20 @@ bench-books-wer: $(BOOKS_DIR)/wer/table.md
 
 .PHONY: bench-librispeech
 bench-librispeech: $(BENCH_LS_DIR)/wer/table.md
+
+# The same table as a WER-against-time curve (issue 10): AFP-4 and its self-normalised twin at
+# several --max-arcs, against the exact N-best of the same models, in one run.
+BENCH_CURVE_DIR ?= $(BENCH_LS_DIR)/wer-curve
+BENCH_CURVE_MAX_ARCS ?= 10000,20000,50000,100000,200000
+BENCH_CURVE_NBEST ?= 10,100
+$(BENCH_CURVE_DIR)/table.md: BENCH_LS_FLAGS = --max-arcs $(BENCH_CURVE_MAX_ARCS) --nbest $(BENCH_CURVE_NBEST) \
+                                              --ngram-max-arcs 500000 --device cpu
+$(BENCH_CURVE_DIR)/table.md: $(NGRAM_ARPA) $(BENCH_LS_DIR)/lm/afp4/metrics.json $(BENCH_LS_DIR)/lm/afp4sn/metrics.json \
+                             | $(DECODE_DIR)/lats/.done
+	$(call wer_table,$(BENCH_LS_DIR)/lm,afp4 afp4sn)
+
+.PHONY: bench-wer-curve
+bench-wer-curve: $(BENCH_CURVE_DIR)/table.md
 
 # Scale (issue 10): one afp-rescore job over N copies of a real lattice, N = 100, 1000, 10000,
 # time per utterance and peak RSS; BENCH_BASELINE=DIR (a checkout of older code) runs the same

@@ -40,33 +40,30 @@ def test_integers_read_back_exactly(values):
     assert got is not None and got.tolist() == values
 
 
-@given(st.lists(st.text(alphabet="0123456789+-", min_size=0, max_size=4), min_size=1, max_size=6))
-def test_integer_columns_agree_with_int(tokens):
-    """Whatever the digits and signs, the column is read exactly as ``int()`` reads each value, or refused."""
+def _read_as(tokens, convert, dtype) -> None:
+    """The column is read exactly as ``convert`` reads each value, or refused."""
     try:
-        expected = [int(t) for t in tokens]
+        expected = [convert(t) for t in tokens]
     except ValueError:
         expected = None
-    got = parse_numbers("\n".join(tokens), len(tokens), np.int64)
+    got = parse_numbers("\n".join(tokens), len(tokens), dtype)
     if expected is None:
         assert got is None
     elif got is not None:
         assert got.tolist() == expected
+
+
+@given(st.lists(st.text(alphabet="0123456789+-", min_size=0, max_size=4), min_size=1, max_size=6))
+def test_integer_columns_agree_with_int(tokens):
+    """Whatever the digits and signs, the column is read exactly as ``int()`` reads each value, or refused."""
+    _read_as(tokens, int, np.int64)
 
 
 @given(st.lists(st.text(alphabet="0123456789.eE+-", min_size=0, max_size=5), min_size=1, max_size=6))
 def test_float_columns_agree_with_float(tokens):
-    """Whatever the characters of a number, the column is read exactly as ``float()`` reads each
-    value, or refused: a value numpy reads only in part must not pass."""
-    try:
-        expected = [float(t) for t in tokens]
-    except ValueError:
-        expected = None
-    got = parse_numbers("\n".join(tokens), len(tokens), np.float64)
-    if expected is None:
-        assert got is None
-    elif got is not None:
-        assert got.tolist() == expected
+    """Whatever the characters of a number, as ``float()`` reads it or refused: a value numpy
+    reads only in part must not pass."""
+    _read_as(tokens, float, np.float64)
 
 
 def test_a_warning_in_another_thread_while_parsing_stays_a_warning():
