@@ -65,16 +65,17 @@ def parse_numbers(values: Optional[str], n: int, dtype) -> Optional[np.ndarray]:
     if values.translate(_NUMBER_CHARS[dtype]):
         return None
     # numpy stops at the first value it cannot read (with a DeprecationWarning, or a ValueError in
-    # later versions); a sentinel after the last value makes any such stop show in the count. (No
-    # warning filter is switched on here: filters are global, and readers run in a worker thread.)
+    # later versions): before the last value that shows in the count, and within it only Python's
+    # own parse of the last value can tell. (No warning filter is switched on here: filters are
+    # global, and readers run in a worker thread.)
     try:
         signed = dtype == np.int64 and ("-" in values or "+" in values)
-        out = np.fromstring(values + "\n0", dtype=np.float64 if signed else dtype, sep="\n")
+        out = np.fromstring(values, dtype=np.float64 if signed else dtype, sep="\n")
+        (int if dtype == np.int64 else float)(values[values.rfind("\n") + 1:])
     except ValueError:
         return None
-    if len(out) != n + 1 or out[-1] != 0:
+    if len(out) != n:
         return None
-    out = out[:-1]
     # An integer too long for int64 is clamped to its limits, which the range test refuses.
     if dtype == np.int64 and len(out) and not -(2**53) < out.min() <= out.max() < 2**53:
         return None
