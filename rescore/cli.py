@@ -6,7 +6,7 @@ from typing import Optional
 import click
 
 from lattices.cli.common import LATTICE_PATH, frame_options, penalty_options, plain_warnings
-from lattices.reader import FORMATS
+from lattices.reader import DEFAULT_BATCH_ARCS, FORMATS
 from lattices.normalize import NormalizationRules
 from lattices.writer import WRITE_FORMATS
 
@@ -47,7 +47,7 @@ JOB_OPTIONS = (
     click.option("--lookahead/--no-lookahead", default=True,
                  help="Prune lattices too large for --max-arcs by scores with the LMs' one-word-context look-ahead in them, "
                       "not by the lattice's scores alone (which for pocketsphinx lattices have no LM)."),
-    click.option("--batch-arcs", type=click.IntRange(min=1), default=20_000,
+    click.option("--batch-arcs", type=click.IntRange(min=1), default=DEFAULT_BATCH_ARCS,
                  help="Lattices are read and rescored in batches of about this many input arcs (bounds memory)."),
     click.option("--normalize/--no-normalize", default=True,
                  help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm."),

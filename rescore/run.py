@@ -15,7 +15,7 @@ from lattices.fsa_build import Failure
 from lattices.lattice_batch import LatticeBatch, resolve_scales, warn_if_default_lm_scale
 from lattices.nbest import hypothesis_records
 from lattices.normalize import NormalizationRules
-from lattices.reader import expand_paths, iter_lattice_batches
+from lattices.reader import DEFAULT_BATCH_ARCS, expand_paths, iter_lattice_batches
 from lattices.symbols import write_symbols
 from lattices.ctm import format_ctm
 from lattices.kaldi_archive import kaldi_archive_bytes
@@ -52,7 +52,7 @@ class RunOptions:
     lattice_format: Optional[str] = None
     device: str = "auto"
     force: bool = False
-    batch_arcs: int = 20_000
+    batch_arcs: int = DEFAULT_BATCH_ARCS
     normalize: bool = True
     unk: Optional[str] = None
     rules: NormalizationRules = field(default_factory=NormalizationRules)
