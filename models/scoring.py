@@ -20,12 +20,14 @@ from .prefix_tree import last_tokens, lexicographic_order, prefix_tree_states, t
 
 
 # Rows of logits per block of the softmax normaliser on the CPU: a [64, V] block stays in the
-# core's cache between the matrix product that writes it and the log-sum-exp that reads it, which
-# measured 1.3-2x faster than one product and one log-sum-exp over thousands of rows (V = 6k-30k,
-# bench/RESULTS.md section 7.5). On CUDA one block of all rows is fastest.
+# core's cache between the matrix product that writes it and the log-sum-exp that reads it, and the
+# logits never take more than 64 x V floats (one block of 8,192 rows at V = 20k is 655 MB). On this
+# project's 2-core machines the time is the same as one block of all rows (the product dominates;
+# bench/RESULTS.md section 7.7). On CUDA one block of all rows.
 CPU_NORM_ROWS = 64
-# Pairs per chunk of the (state, output row) dot products, by device: on the CPU, 4,096 pairs' gathered
-# rows stay in cache (4.5x faster than 65,536 at H = 200, section 7.5); on CUDA, large chunks.
+# Pairs per chunk of the (state, output row) dot products, by device: on the CPU, 4,096 pairs, whose
+# gathered rows stay in cache (same time as 65,536 on this project's machines, section 7.7, in a
+# sixteenth of the memory); on CUDA, large chunks.
 GATHER_PAIRS = {"cpu": 1 << 12, "cuda": 1 << 16}
 
 

@@ -78,8 +78,9 @@ class Grown:
 
 
 class _Budget:
-    """Each FSA's expanded arcs counted by the narrowest beam they are within, and what that allows:
-    the widest beam at which the FSA can still fit ``max_arcs``, or its abandonment.
+    """Each FSA's expanded arcs against ``max_arcs``: counted by the narrowest beam they are within
+    (one bin, "unpruned", without :class:`FitBeams`), and what that allows: the widest beam at which
+    the FSA can still fit, or its abandonment.
 
     Every input arc within a beam is on a complete path within it, so it has at least one expanded
     copy at that beam: the arcs counted so far plus the input arcs not reached yet bound each beam's
@@ -87,15 +88,14 @@ class _Budget:
     arcs beyond it are built.
     """
 
-    def __init__(self, arcs: Arcs, fsa_of_arc: Tensor, levels: Tensor, needs: Tensor, widths: Optional[Tensor],
-                 max_arcs: Optional[int]):
+    def __init__(self, arcs: Arcs, fsa_of_arc: Tensor, levels: Tensor, fit: Optional[FitBeams], max_arcs: int):
         f64 = dict(dtype=torch.float64, device=arcs.device)
         # beams[0] = inf (unpruned), then the widths; a need n is within beams[j] for j <= bin(n)
-        self.beams = torch.cat([torch.tensor([float("inf")], **f64)] + ([widths.to(**f64)] if widths is not None else []))
+        self.beams = torch.cat([torch.tensor([float("inf")], **f64)] + ([fit.widths.to(**f64)] if fit is not None else []))
         self.ascending = self.beams.flip(0)
         self.num_fsas, self.max_arcs = arcs.num_fsas, max_arcs
         self.built = torch.zeros(self.num_fsas * self.beams.numel(), dtype=torch.long, device=arcs.device)
-        self.input_key = self.key(fsa_of_arc, needs)
+        self.input_key = self.key(fsa_of_arc, fit.needs.to(**f64) if fit is not None else None)
         self.not_reached = torch.bincount(self.input_key, minlength=self.built.numel())
         src_level, self.by_src_level = torch.sort(levels[arcs.src], stable=True)
         n_levels = int(levels.max()) + 1 if levels.numel() else 0
@@ -104,8 +104,10 @@ class _Budget:
         self.abandoned = torch.zeros(self.num_fsas, dtype=torch.bool, device=arcs.device)
         self.lower_bound = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)
 
-    def key(self, fsa: Tensor, need: Tensor) -> Tensor:
+    def key(self, fsa: Tensor, need: Optional[Tensor]) -> Tensor:
         """``[n]`` (FSA, narrowest beam within which ``need`` lies), flattened."""
+        if need is None:
+            return fsa
         return fsa * self.beams.numel() + (self.beams.numel() - 1 - torch.searchsorted(self.ascending, need))
 
     def limit(self) -> Tensor:
@@ -117,12 +119,14 @@ class _Budget:
         reached = self.by_src_level[self.level_ends[level]:self.level_ends[level + 1]]
         self.not_reached -= torch.bincount(self.input_key[reached], minlength=self.built.numel())
 
-    def count(self, fsa: Tensor, need: Tensor) -> None:
-        """Count expanded arcs (their FSA and need, all within their FSA's current beam), then
-        narrow each FSA's beam to the widest its lower bound allows, or abandon it."""
-        self.built += torch.bincount(self.key(fsa, need), minlength=self.built.numel())
-        if self.max_arcs is None:
-            return
+    def admit(self, fsa: Tensor, need: Optional[Tensor]) -> Tensor:
+        """Count a level's candidate arcs (their FSA and need), narrow each FSA's beam to the widest
+        its lower bound allows, or abandon it; returns which candidates to build (``[n]`` bool)."""
+        if need is None:
+            self.built += torch.bincount(fsa, minlength=self.built.numel())
+        else:
+            within = need <= self.limit()[fsa]
+            self.built += torch.bincount(self.key(fsa[within], need[within]), minlength=self.built.numel())
         bound = self._within(self.built + self.not_reached)
         # never widens: the bound is exact only from the current beam inwards (arcs beyond it are
         # neither built nor counted, though their input arcs leave not_reached)
@@ -132,6 +136,8 @@ class _Budget:
         # an abandoned FSA keeps the bound that ruled it out (its own counts stop there)
         self.lower_bound = torch.where(self.abandoned, self.lower_bound, bound.gather(1, self.index[:, None]).squeeze(1))
         self.abandoned |= out_of_beams
+        keep = ~self.abandoned[fsa]
+        return keep if need is None else keep & (need <= self.limit()[fsa])
 
     def arcs_per_fsa(self) -> Tensor:
         """``[num_fsas]`` arcs built within each FSA's beam (abandoned: the bound that ruled it out)."""
@@ -140,7 +146,8 @@ class _Budget:
 
     def _within(self, per_bin: Tensor) -> Tensor:
         """``[num_fsas, beams]``: the totals within each beam, from counts per (FSA, narrowest beam)."""
-        return per_bin.view(self.num_fsas, -1).flip(1).cumsum(1).flip(1)
+        per_bin = per_bin.view(self.num_fsas, -1)
+        return per_bin if per_bin.shape[1] == 1 else per_bin.flip(1).cumsum(1).flip(1)
 
 
 def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[int] = None,
@@ -174,17 +181,20 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         raise ValueError("expand_histories: input has a cycle (run lattices.validate first)")
     state_fsa = arcs.state_fsa()
     fsa_of_arc = state_fsa[arcs.src]
+    num_fsas = arcs.num_fsas
     arange = lambda n: torch.arange(n, device=device)  # noqa: E731
     f64 = dict(dtype=torch.float64, device=device)
-    needs = fit.needs.to(**f64) if fit is not None else torch.zeros(arcs.src.numel(), **f64)
-    budget = _Budget(arcs, fsa_of_arc, levels, needs, fit.widths if fit is not None else None, max_arcs)
+    needs = fit.needs.to(**f64) if fit is not None else None  # rows carry the beam their path needs
+    budget = _Budget(arcs, fsa_of_arc, levels, fit, max_arcs) if max_arcs is not None else None
+    assert num_fsas < 1 << 23, "unique_rows groups rows by FSA in 23 bits"
 
-    # pending[level] = list of (original dst state, history row, index of the expanded arc or -1, need)
+    # pending[level] = list of (original dst state, history row, index of the expanded arc or -1[, need])
     starts = arcs.state_splits[:-1][arcs.state_splits.diff() > 0]
     start_rows = torch.full((starts.numel(), order), PAD, dtype=torch.long, device=device)
     start_rows[:, -1] = bos
+    start = (starts, start_rows, torch.full_like(starts, -1))
     pending: Dict[int, List[Tuple[Tensor, ...]]] = {
-        0: [(starts, start_rows, torch.full_like(starts, -1), torch.zeros(starts.numel(), **f64))]}
+        0: [start + ((torch.zeros(starts.numel(), **f64),) if needs is not None else ())]}
     st_orig: List[Tensor] = []
     st_need: List[Tensor] = []
     arc_src: List[Tensor] = []
@@ -195,37 +205,42 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     n_states = n_arcs = 0
 
     for level in range(int(levels.max()) + 1 if levels.numel() else 0):
-        budget.leave(level)
+        if budget is not None:
+            budget.leave(level)
         if level not in pending:
             continue
-        dst_orig, rows, via, need = (torch.cat(x) for x in zip(*pending.pop(level)))
-        limit = budget.limit()
-        fsa = state_fsa[dst_orig]
-        alive = ~budget.abandoned[fsa] & (need <= limit[fsa])
-        dst_orig, rows, via, need, fsa = dst_orig[alive], rows[alive], via[alive], need[alive], fsa[alive]
+        columns = [torch.cat(x) for x in zip(*pending.pop(level))]  # dst_orig, rows, via[, need]
+        fsa = state_fsa[columns[0]]
+        if budget is not None:
+            alive = ~budget.abandoned[fsa]
+            if needs is not None:
+                alive &= columns[3] <= budget.limit()[fsa]
+            columns, fsa = [c[alive] for c in columns], fsa[alive]
+        dst_orig, rows, via = columns[:3]
         if not dst_orig.numel():
             continue
         # rows by (FSA, state inside it, history): each FSA's states come in an order of its own
         local = dst_orig - arcs.state_splits[fsa]
         uniq, inverse = unique_rows(torch.cat([local[:, None], rows], dim=1), groups=fsa)
         uniq[:, 0] += arcs.state_splits[torch.zeros_like(uniq[:, 0]).scatter_(0, inverse, fsa)]
-        new_need = torch.full((uniq.shape[0],), float("inf"), **f64).scatter_reduce_(0, inverse, need, "amin")
         new_ids = n_states + arange(uniq.shape[0])
         n_states += uniq.shape[0]
         st_orig.append(uniq[:, 0])
-        st_need.append(new_need)
         arrived = via >= 0
         arrivals.append((via[arrived], new_ids[inverse[arrived]]))
 
         owner, out = out_arcs(arcs.arc_splits, uniq[:, 0])
-        f = fsa_of_arc[out]
-        a_need = torch.maximum(new_need[owner], needs[out])
-        # Count this level's arcs before building them, so that each FSA's beam, or its
-        # abandonment, is known before any arc beyond it is made.
-        within = a_need <= limit[f]
-        budget.count(f[within], a_need[within])
-        keep = (a_need <= budget.limit()[f]) & ~budget.abandoned[f]
-        owner, out, a_need = owner[keep], out[keep], a_need[keep]
+        a_need = None
+        if needs is not None:
+            new_need = torch.full((uniq.shape[0],), float("inf"), **f64).scatter_reduce_(0, inverse, columns[3], "amin")
+            st_need.append(new_need)
+            a_need = torch.maximum(new_need[owner], needs[out])
+        if budget is not None:
+            # count this level's arcs before building them, so that each FSA's beam, or its
+            # abandonment, is known before any arc beyond it is made
+            keep = budget.admit(fsa_of_arc[out], a_need)
+            owner, out = owner[keep], out[keep]
+            a_need = a_need[keep] if a_need is not None else None
         if not out.numel():
             continue
         hist = uniq[owner, 1:]
@@ -235,22 +250,32 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         arc_src.append(new_ids[owner])
         arc_orig.append(out)
         arc_hist.append(hist)
-        arc_need.append(a_need)
+        if a_need is not None:
+            arc_need.append(a_need)
         arc_ids = n_arcs + arange(out.numel())
         n_arcs += out.numel()
         d = arcs.dst[out]
         d_level, by_level = torch.sort(levels[d], stable=True)  # one sort, then a slice per destination level
         lv, per_level = torch.unique_consecutive(d_level, return_counts=True)
         for lv_i, sel in zip(lv.tolist(), torch.split(by_level, per_level.tolist())):
-            pending.setdefault(lv_i, []).append((d[sel], nxt[sel], arc_ids[sel], a_need[sel]))
+            pending.setdefault(lv_i, []).append((d[sel], nxt[sel], arc_ids[sel]) + ((a_need[sel],) if a_need is not None else ()))
 
     arc_dst = torch.full((n_arcs,), -1, dtype=torch.long, device=device)
     for via, dst in arrivals:
         arc_dst[via] = dst
     cat = lambda xs, *shape, dtype=torch.long: torch.cat(xs) if xs else torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
     state_orig, arc_orig_all = cat(st_orig, 0), cat(arc_orig, 0)
-    beam = budget.limit()
-    state_kept = cat(st_need, 0, dtype=torch.float64) <= beam[state_fsa[state_orig]]
-    arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
-    return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), budget.arcs_per_fsa(),
-                 budget.abandoned, beam, state_kept, arc_kept)
+    if budget is None:
+        beam = torch.full((num_fsas,), float("inf"), **f64)
+        abandoned = torch.zeros(num_fsas, dtype=torch.bool, device=device)
+        arcs_per_fsa = torch.bincount(fsa_of_arc[arc_orig_all], minlength=num_fsas)
+    else:
+        beam, abandoned, arcs_per_fsa = budget.limit(), budget.abandoned, budget.arcs_per_fsa()
+    if needs is None:  # nothing pruned: every state and arc is kept
+        state_kept = torch.ones(state_orig.numel(), dtype=torch.bool, device=device)
+        arc_kept = torch.ones(arc_orig_all.numel(), dtype=torch.bool, device=device)
+    else:
+        state_kept = cat(st_need, 0, dtype=torch.float64) <= beam[state_fsa[state_orig]]
+        arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
+    return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), arcs_per_fsa, abandoned,
+                 beam, state_kept, arc_kept)
