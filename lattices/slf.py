@@ -32,7 +32,7 @@ k2 final state becomes the end node, reached by ``!NULL`` links carrying the fin
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import k2
 import numpy as np
@@ -40,7 +40,8 @@ import numpy as np
 from lattices.fsa_build import ArcList, intern_words, used_node_ids
 from lattices.textio import format_floats, int_field, parse_numbers
 
-_FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIELD = re.compile(r'(' + _KEY.pattern + r')=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
 _LONG = {
     "NODES": "N", "LINKS": "L", "NODE": "I", "LINK": "J", "START": "S", "END": "E", "WORD": "W",
     "time": "t", "var": "v", "div": "d", "acoustic": "a", "language": "l", "ngram": "n",
@@ -187,17 +188,22 @@ _SKIPPED = re.compile(r"^[ \t]*(?:#[^\n]*)?(?:\n|\Z)", re.M)  # blank and commen
 _INDENT = re.compile(r"^[ \t]+", re.M)
 
 
-def _table(part: str, wanted: Sequence[str]) -> Optional[Tuple[int, Dict[str, str]]]:
-    """Lines of ``key=value`` fields that all have the first line's layout -> ``(lines, {key:
-    values})`` for the ``wanted`` keys (canonical names; the values of a key joined by newlines),
-    or None when they do not (or a value is quoted).
+def _table(part: str, wanted: Sequence[str]) -> Optional[Tuple[int, Set[str], Dict[str, str]]]:
+    """Lines of ``key=value`` fields that all have the first line's layout -> ``(lines, names,
+    {name: values})``: the canonical names of the line's keys, and the values of the ``wanted``
+    ones joined by newlines; None when the lines differ (or a value is quoted).
 
-    Exact: every line must start with the first key, the token count must be lines x fields, and
-    every token of column j must start with key j; the keys are distinct, so each line then
-    holds exactly the first line's fields in order. A value that opens a quote closed later on
-    its line (the line parser's quoting) returns None; a lone leading quote (``W='bout``) is
-    part of the value, as for the line parser.
+    Exact: every line holds exactly the first line's fields in that order (checked by
+    :func:`_numeric_columns` for plain tables, else, after blank, comment and indented lines are
+    cleaned up, by :func:`_split_columns`). A value that opens a quote closed later on its line
+    (the line parser's quoting) returns None; a lone leading quote (``W='bout``) is part of the
+    value, as for the line parser.
     """
+    table = _layout(part, wanted)
+    if table is not None:
+        columns = _numeric_columns(part, *table)
+        if columns is not None:
+            return _named(table, columns)
     if "\r" in part:
         part = part.replace("\r", "")
     if part[:1] in (" ", "\t") or "\n " in part or "\n\t" in part:
@@ -205,19 +211,97 @@ def _table(part: str, wanted: Sequence[str]) -> Optional[Tuple[int, Dict[str, st
     if "#" in part or "\n\n" in part or part[:1] == "\n":
         part = _SKIPPED.sub("", part)
     if not part:
-        return 0, {}
+        return 0, set(), {}
     for quote in ("'", '"'):  # a quoted value (the same quote again on its line) needs the line parser
-        at = part.find("=" + quote)
+        at = part.find("=" + quote) if quote in part else -1
         while at >= 0:
             end = part.find("\n", at)
             if quote in part[at + 2: end if end >= 0 else len(part)]:
                 return None
             at = part.find("=" + quote, at + 2)
-    first = part.split("\n", 1)[0].split()
+    table = _layout(part, wanted)
+    columns = _split_columns(part, *table) if table is not None else None
+    return _named(table, columns) if columns is not None else None
+
+
+_Layout = Tuple[List[str], int, List[int]]
+
+
+def _layout(part: str, wanted: Sequence[str]) -> Optional[_Layout]:
+    """The first line's keys, the number of lines, and the positions of the ``wanted`` keys; None
+    if the first line is not distinct ``key=value`` fields whose keys are names (the line parser
+    finds fields by name: in ``"a=1`` it reads ``a=1``)."""
+    end = part.find("\n")
+    first = part[: end if end >= 0 else len(part)].split()
     keys = [t.partition("=")[0] for t in first]
-    if any("=" not in t for t in first) or len(set(keys)) != len(keys):
+    if (not keys or any("=" not in t or not _KEY.fullmatch(k) for t, k in zip(first, keys))
+            or len(set(keys)) != len(keys)):
         return None
     n_lines = part.count("\n") + (0 if part.endswith("\n") else 1)
+    return keys, n_lines, [j for j, key in enumerate(keys) if _LONG.get(key, key) in wanted]
+
+
+def _named(table: _Layout, columns: List[str]) -> Tuple[int, Set[str], Dict[str, str]]:
+    keys, n_lines, use = table
+    names = [_LONG.get(key, key) for key in keys]
+    return n_lines, set(names), {names[j]: values for j, values in zip(use, columns)}
+
+
+_NUMBER_BYTES = b"0123456789.-+eE"
+_TAB_TO_SPACE = bytes.maketrans(b"\t", b" ")
+
+
+def _numeric_columns(part: str, keys: List[str], n_lines: int, use: Sequence[int]) -> Optional[List[str]]:
+    """Columns ``use`` of a table whose values are all made of number characters, found from byte
+    positions instead of a split into tokens (pocketsphinx's link lines); None when a value has
+    another character, or the layout differs.
+
+    Exact: with the number characters deleted (those that no key uses) and tabs read as spaces,
+    every line must read ``k0= k1= ... kn=``, and each key's bytes must stand just before its
+    ``=``, after a space, tab or newline (or at the start). So each line is the first line's keys
+    in order, each followed by ``=``, a value of number characters only, and one space, tab or the
+    newline: the tokens that :func:`_split_columns` checks, with the same values (maybe empty).
+    """
+    data = part.encode()
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    in_keys = set("".join(keys).encode())
+    delete = bytes(c for c in _NUMBER_BYTES if c not in in_keys)
+    if data.translate(_TAB_TO_SPACE, delete) != (" ".join(k + "=" for k in keys) + "\n").encode() * n_lines:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    equals = np.flatnonzero(buf == ord("=")).reshape(n_lines, len(keys))
+    for j, key in enumerate(keys):
+        name = np.frombuffer(key.encode(), dtype=np.uint8)
+        begin = equals[:, j] - len(name)
+        if not np.array_equal(buf[begin[:, None] + np.arange(len(name))], np.broadcast_to(name, (n_lines, len(name)))):
+            return None
+        if j == 0 and begin[0] != 0:
+            return None
+        if not np.all(buf[begin[1:] - 1 if j == 0 else begin - 1] <= ord(" ")):
+            return None
+    # The separator after a value is just before the next key (the next line's first key after
+    # the last value of a line; the final newline after the last line).
+    key_after = equals[:, 1:] - np.array([len(k.encode()) + 1 for k in keys[1:]], dtype=np.int64)
+    line_ends = np.append(equals[1:, 0] - (len(keys[0].encode()) + 1), len(buf) - 1)
+    columns = []
+    for j in use:
+        start = equals[:, j] + 1
+        size = (key_after[:, j] if j + 1 < len(keys) else line_ends) - start + 1  # value + separator
+        last = np.cumsum(size)
+        out = buf[np.arange(last[-1]) + np.repeat(start - (last - size), size)]
+        out[last - 1] = ord("\n")
+        columns.append(out[:-1].tobytes().decode())
+    return columns
+
+
+def _split_columns(part: str, keys: List[str], n_lines: int, use: Sequence[int]) -> Optional[List[str]]:
+    """Columns ``use`` of a table, from a split into tokens (any values); None unless the layout holds.
+
+    Exact: the token count must be lines x fields, every line must start with the first key, and
+    every token of column j must start with key j; the keys are distinct, so each line then holds
+    exactly the first line's fields in order.
+    """
     tokens = part.split()
     n = len(keys)
     if len(tokens) != n_lines * n or ("\n" + part).count("\n" + keys[0] + "=") != n_lines:
@@ -227,10 +311,9 @@ def _table(part: str, wanted: Sequence[str]) -> Optional[Tuple[int, Dict[str, st
         joined = "\n" + "\n".join(tokens[j::n])
         if joined.count("\n" + key + "=") != n_lines:
             return None
-        name = _LONG.get(key, key)
-        if name in wanted:
-            columns[name] = joined.replace("\n" + key + "=", "\n")[1:]
-    return n_lines, columns
+        if j in use:
+            columns[j] = joined.replace("\n" + key + "=", "\n")[1:]
+    return [columns[j] for j in use]
 
 
 def _parse_fast(text: str, where: str) -> Optional[_Body]:
@@ -246,11 +329,11 @@ def _parse_fast(text: str, where: str) -> Optional[_Body]:
     body = text[m.start():]
     j = _FIRST_LINK.search(body)
     node_table = _table(body[: j.start()] if j else body, ("I", "t", "W"))
-    link_table = _table(body[j.start():], ("J", "S", "E", "W", "a", "r", "l")) if j else (0, {})
+    link_table = _table(body[j.start():], ("S", "E", "W", "a", "r", "l")) if j else (0, set(), {})
     if node_table is None or link_table is None:
         return None
-    (n_node_lines, nodes), (n_links, links) = node_table, link_table
-    if (n_node_lines and "I" not in nodes) or (n_links and not {"J", "S", "E"} <= set(links)):
+    (n_node_lines, _, nodes), (n_links, link_keys, links) = node_table, link_table
+    if (n_node_lines and "I" not in nodes) or (n_links and not {"J", "S", "E"} <= link_keys):
         return None
     src, dst = parse_numbers(links.get("S"), n_links, np.int64), parse_numbers(links.get("E"), n_links, np.int64)
     am, r, lm = (parse_numbers(links.get(k), n_links, np.float64) for k in ("a", "r", "l"))

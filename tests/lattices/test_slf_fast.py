@@ -73,6 +73,8 @@ def test_real_pocketsphinx_lattice_takes_the_fast_path(monkeypatch):
     path = "tests/data/lattices/pocketsphinx/2033-164914-0007.slf.gz"
     text = read_text(path)
     assert slf._parse_fast(text, path) is not None
+    links = text[text.index("\nJ=") + 1:]
+    assert slf._numeric_columns(links, *slf._layout(links, ("S", "E", "a"))) is not None  # no split into tokens
     same(parse_slf(text, path), line_parser_result(text, monkeypatch, path))
 
 
@@ -80,6 +82,7 @@ def test_real_pocketsphinx_lattice_takes_the_fast_path(monkeypatch):
     "N=2 L=1\nI=0 t=0.0 W='x a='y'\nI=1 t=1.0 W=b\nJ=0 S=0 E=1 a=-1\n",  # a quoted value: line parser
     "N=2 L=1\nI=0\nJ=0 S=0 E=1 a=-1\nI=1 W=b\n",  # node line after a link line
     "N=2 L=2\nI=0\nI=1 W=b\nJ=0 S=0 E=1 a=-1\nJ=1 S=0 E=1 a=-2 a=-3\n",  # a repeated field
+    'N=2 L=1\nI=0\nI=1 W=b\nJ=0 S=0 E=1 "a=-1\n',  # a key that is not a name: the line parser reads a=-1
 ])
 def test_unusual_layouts_fall_back_to_the_line_parser(text, monkeypatch):
     assert slf._parse_fast(text, "x.slf") is None
@@ -94,7 +97,7 @@ def test_mutated_files_give_the_same_lattice_or_a_clear_error(seed, data, monkey
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(chars)))
         op = data.draw(st.sampled_from(["insert", "delete", "replace"]))
-        ch = data.draw(st.sampled_from(list("=0123456789. \t\n-'\"#xIJSEWatl")))
+        ch = data.draw(st.sampled_from(list("=0123456789. \t\n-+e'\"#xIJSEWatl")))
         if op == "insert":
             chars.insert(pos, ch)
         elif chars:
@@ -115,3 +118,38 @@ def test_mutated_files_give_the_same_lattice_or_a_clear_error(seed, data, monkey
         same(*results)
     else:
         assert results[0] is None and results[1] is None
+
+
+NUMBER_CHARS = "0123456789.-+eE"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(data=st.data())
+def test_numeric_columns_equal_split_columns(data):
+    """The byte-position reader of all-number tables gives the token reader's columns, or None
+    (and for a clean table, whose values use no letter of a key, the columns)."""
+    keys = data.draw(st.lists(st.sampled_from(["J", "S", "E", "a", "p", "e", "x1", "LINK"]), min_size=1, max_size=5, unique=True))
+    rows = data.draw(st.lists(st.lists(st.text(alphabet=NUMBER_CHARS, max_size=5), min_size=len(keys), max_size=len(keys)),
+                              min_size=1, max_size=5))
+    lines = [data.draw(st.sampled_from([" ", "\t"])).join(f"{k}={v}" for k, v in zip(keys, row)) for row in rows]
+    chars = list("\n".join(lines) + data.draw(st.sampled_from(["", "\n"])))
+    mutations = data.draw(st.integers(0, 3))
+    for _ in range(mutations):
+        pos = data.draw(st.integers(0, len(chars)))
+        chars.insert(pos, data.draw(st.sampled_from(list(NUMBER_CHARS + "= \t\n#'JSEapx"))))
+    text = "".join(chars)
+    layout = slf._layout(text, ("J", "S", "E", "a", "p", "e", "x1"))
+    fast = slf._numeric_columns(text, *layout) if layout is not None else None
+    if fast is not None:
+        assert fast == slf._split_columns(text, *layout)
+    if not mutations and not set("".join(keys)) & set("".join(v for row in rows for v in row)):
+        assert fast is not None
+
+
+def test_numeric_columns_refuse_what_they_cannot_read():
+    layout = slf._layout("J=0 S=1\nJ=1 S=2\n", ("S",))
+    assert slf._numeric_columns("J=0 S=1\nJ=1 S=2\n", *layout) == ["1\n2"]
+    assert slf._numeric_columns("J=0\tS=\nJ=1 S=2", *layout) == ["\n2"]  # tabs, an empty value, no final newline
+    for text in ("J=0 S=1\n J=1 S=2\n", "J=0 S=1\n\nJ=1 S=2\n", "J=0  S=1\nJ=1 S=2\n", "J=0 S=1\nJ=1 S=w\n",
+                 "J=0 S=1\nS=1 J=2\n", "J=0 S=1\r\nJ=1 S=2\r\n", "J=0 S=1 \nJ=1 S=2\n", "J=0 S=1\nJ=1 S=2=3\n"):
+        assert slf._numeric_columns(text, *slf._layout(text, ("S",))) is None, text
