@@ -86,23 +86,33 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
               help="Also time the prefix tree without the softmax normaliser (a self-normalised LM; its offset from the checkpoint).")
 @click.option("--unblocked", "also_unblocked", is_flag=True,
               help="Also time each prefix-tree variant as before the cache blocking: the normaliser in one block per chunk, 65,536-pair gathers.")
+@click.option("--per-step-inputs", "also_per_step", is_flag=True,
+              help="Also time each prefix-tree variant without the word input table (first-layer input projections computed at each step, as before).")
 def time_pass(lm: str, pairs: str, device: str, max_batch: int, repeat: int, variants: str, time_expand: bool,
-              also_raw: bool, also_unblocked: bool) -> None:
+              also_raw: bool, also_unblocked: bool, also_per_step: bool) -> None:
     """Print one JSON line per variant: seconds, expanded arcs/s, histories/s, cell steps per
-    history, and the largest score difference from the first variant."""
+    history, and the largest score difference from the first variant. The prefix-tree variants
+    use the model's word input table (built once, as ``afp-rescore`` does; its time is printed)."""
     from models.checkpoint import self_norm_offset
+    from models.prefix_tree import word_input_table
 
     dev = resolve_device(device)
     model, _, extra = load_checkpoint(lm, str(dev))
     d = torch.load(pairs)
     args = tuple(d[k].long() for k in ("histories", "lengths", "inverse", "words"))
-    runs = [(v, {"states": v}) for v in variants.split(",")]
+    t0 = time.perf_counter()
+    table = word_input_table(model)
+    click.echo(json.dumps({"variant": "word input table", "device": str(dev), "seconds": time.perf_counter() - t0,
+                           "shape": list(table.shape) if table is not None else None}))
+    runs = [(v, {"states": v, **({"input_table": table} if v == "tree" else {})}) for v in variants.split(",")]
     if also_raw:
-        runs.append(("tree-no-normalize", {"states": "tree", "normalize": False,
+        runs.append(("tree-no-normalize", {"states": "tree", "normalize": False, "input_table": table,
                                            "log_norm_offset": self_norm_offset(lm, model, extra)}))
+    tree_runs = [(name, kw) for name, kw in runs if kw["states"] == "tree"]
     if also_unblocked:  # each tree variant again, as before the cache blocking
-        runs += [(f"{name}-unblocked", {**kw, "norm_rows": max_batch, "gather_batch": 1 << 16})
-                 for name, kw in list(runs) if kw["states"] == "tree"]
+        runs += [(f"{name}-unblocked", {**kw, "norm_rows": max_batch, "gather_batch": 1 << 16}) for name, kw in tree_runs]
+    if also_per_step:  # and without the input table
+        runs += [(f"{name}-per-step-inputs", {**kw, "input_table": None}) for name, kw in tree_runs]
     if time_expand:
         from rescore.arcs import Arcs
         from rescore.grow import grow

@@ -123,12 +123,33 @@ def tree_of_sorted(rows: Tensor, lens: Tensor, order: Optional[Tensor] = None) -
     return PrefixTree(order, tokens, parents, leaf, lens)
 
 
+# Largest first-layer input table (bytes) that :func:`word_input_table` builds: 64 MB for a
+# 20k-word, 200-unit LSTM; a 50k-word, 1024-unit one (819 MB) computes its projections per step.
+INPUT_TABLE_BYTES = 256 << 20
+
+
 @torch.no_grad()
-def prefix_tree_states(model: AFPLanguageModel, tree: PrefixTree) -> Tensor:
+def word_input_table(model: AFPLanguageModel, max_bytes: int = INPUT_TABLE_BYTES) -> Optional[Tensor]:
+    """The first layer's input projection of every word, ``[V, gates*H]``, or None when larger
+    than ``max_bytes``. A cell step then looks its input part up instead of multiplying: half the
+    multiply-adds of an LSTM step whose embedding and hidden sizes are equal. Valid while the
+    model's weights do not change (callers that score with a fixed model keep it)."""
+    layer = model.layers[0]
+    size = model.config.vocab_size * layer.weight_ih_l0.shape[0] * layer.weight_ih_l0.element_size()
+    if size > max_bytes:
+        return None
+    return input_projection(layer, model.embedding.weight)
+
+
+@torch.no_grad()
+def prefix_tree_states(model: AFPLanguageModel, tree: PrefixTree, input_table: Optional[Tensor] = None) -> Tensor:
     """Last-layer state at the end of every history, one cell step per tree node and layer.
 
     Equals the exact stacked RNN run from the zero state over each (truncated) history, i.e.
     the AFP-K state when the tree was built with ``context=K`` (eval mode: no dropout).
+
+    Args:
+        input_table: :func:`word_input_table` of ``model`` (None: projections computed per step).
 
     Returns:
         ``[U, H]`` states in sorted order (row r is history ``tree.order[r]``), on the model's device.
@@ -144,7 +165,7 @@ def prefix_tree_states(model: AFPLanguageModel, tree: PrefixTree) -> Tensor:
     lens = tree.lengths.to(device)
     for d, (tok, par) in enumerate(zip(tree.tokens, tree.parents)):
         tok, par = tok.to(device), par.to(device)
-        x_proj = input_projection(layers[0], model.embedding(tok))
+        x_proj = input_table[tok] if input_table is not None else input_projection(layers[0], model.embedding(tok))
         new_h: List[Tensor] = []
         new_c: List[Optional[Tensor]] = []
         for li, layer in enumerate(layers):

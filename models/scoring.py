@@ -135,6 +135,7 @@ def score_unique_histories(
     states: str = "tree",
     stats: Optional[Dict[str, int]] = None,
     norm_rows: Optional[int] = None,
+    input_table: Optional[Tensor] = None,
 ) -> Tensor:
     """Like :func:`score_pairs` for callers that already deduplicated the histories.
 
@@ -160,6 +161,8 @@ def score_unique_histories(
             history, the reference computation; same function).
         stats: if given, receives ``cell_steps`` (per layer) and ``histories``.
         norm_rows: rows per block of the normaliser (:func:`log_normalizers`; default: its own).
+        input_table: the model's :func:`models.prefix_tree.word_input_table`, for the tree (a
+            caller that scores many batches with one model computes it once).
 
     Returns:
         ``[N]`` log-probabilities in the model's dtype, on its device.
@@ -189,7 +192,7 @@ def score_unique_histories(
             sel = order[lo:hi]
             if states == "tree":  # the rows are already truncated and sorted
                 tree = tree_of_sorted(rows[sel], lens[sel])
-                s = prefix_tree_states(model, tree)
+                s = prefix_tree_states(model, tree, input_table)
                 n_steps = tree.num_nodes
             else:
                 width = int(lens[sel].max())

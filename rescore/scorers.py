@@ -4,6 +4,7 @@ Both score ``log P(word | history)`` for deduplicated histories in one batched c
 finite-context models: an AFP-K model needs the last K tokens, an order-n n-gram the last n-1.
 """
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Dict, Optional
 
 import torch
@@ -12,6 +13,7 @@ from models.files import open_bytes
 from models.checkpoint import load_checkpoint, self_norm_offset
 from models.lm import AFPLanguageModel
 from models.ngram import NgramLM
+from models.prefix_tree import word_input_table
 from models.scoring import score_unique_histories
 from models.vocab import Vocabulary
 
@@ -103,7 +105,14 @@ class Scorer:
         self.stats = {}
         return score_unique_histories(self.model, histories, lengths, inverse, words, max_batch=max_batch,
                                       progress=progress, normalize=self.normalize, log_norm_offset=self.log_norm_offset,
-                                      stats=self.stats).float().cpu()
+                                      stats=self.stats, input_table=self._input_table).float().cpu()
+
+    @cached_property
+    def _input_table(self) -> Optional[torch.Tensor]:
+        """The model's first-layer input projection of every word, computed at the first :meth:`score`
+        (a loaded LM's weights do not change while it scores)."""
+        assert self.model is not None
+        return word_input_table(self.model)
 
 
 def is_arpa(path: str) -> bool:

@@ -8,7 +8,7 @@ import models.scoring as scoring
 from models.chunks import run_in_chunks
 from models.config import LMConfig
 from models.lm import AFPLanguageModel
-from models.prefix_tree import build_prefix_tree, prefix_tree_states
+from models.prefix_tree import build_prefix_tree, prefix_tree_states, word_input_table
 from models.scoring import history_states, pad_sequences, score_unique_histories
 
 V, BOS = 13, 1
@@ -37,6 +37,9 @@ def test_prefix_tree_states_equal_afp_k_states(hists, cell, layers, k):
     tree_states = torch.empty(len(hists), model.config.hidden, dtype=torch.float64)
     tree_states[tree.order] = prefix_tree_states(model, tree)
     jacobi = history_states(model, histories, lengths, "afp", k)
+    assert torch.allclose(tree_states, jacobi, atol=1e-10)
+    # the first layer's input looked up in the word table instead of projected at each step
+    tree_states[tree.order] = prefix_tree_states(model, tree, word_input_table(model))
     assert torch.allclose(tree_states, jacobi, atol=1e-10)
     # one cell step per distinct prefix of the last-K-token windows
     windows = {tuple(([BOS] + h)[-k:][:d]) for h in hists for d in range(1, min(k, len(h) + 1) + 1)}
@@ -68,12 +71,23 @@ def test_tree_scores_equal_jacobi_scores_for_any_chunking(cell, layers, k):
     model = make_model(cell, layers, k)
     args = random_pairs(k)
     reference = score_unique_histories(model, *args, states="jacobi", max_batch=1000)
-    for max_batch, gather_batch in [(1000, 1 << 16), (7, 5), (1, 1), (3, 1000)]:
-        out = score_unique_histories(model, *args, max_batch=max_batch, gather_batch=gather_batch)
+    for max_batch, gather_batch, table in [(1000, 1 << 16, None), (7, 5, None), (1, 1, None), (3, 1000, word_input_table(model))]:
+        out = score_unique_histories(model, *args, max_batch=max_batch, gather_batch=gather_batch, input_table=table)
         assert torch.allclose(out, reference, atol=1e-10), (max_batch, gather_batch)
     # and they are log-probabilities: the normaliser is the full softmax
     full = torch.log_softmax(model.logits(history_states(model, args[0], args[1])), -1)
     assert torch.allclose(reference, full[args[2], args[3]], atol=1e-10)
+
+
+def test_word_input_table_is_each_words_projection_and_has_a_size_limit():
+    model = make_model("gru", 2, 3)
+    table = word_input_table(model)
+    ids = torch.arange(V)
+    assert table.shape == (V, 3 * 7)
+    assert torch.allclose(table[ids], torch.nn.functional.linear(model.embedding(ids), model.layers[0].weight_ih_l0,
+                                                               model.layers[0].bias_ih_l0), atol=1e-12)
+    assert word_input_table(model, max_bytes=V * 3 * 7 * 8) is not None
+    assert word_input_table(model, max_bytes=V * 3 * 7 * 8 - 1) is None
 
 
 def test_no_normalize_is_the_logit_minus_the_model_offset():
@@ -118,10 +132,10 @@ def test_scores_survive_simulated_out_of_memory(monkeypatch):
     reference = score_unique_histories(model, *args)
     real = scoring.prefix_tree_states
 
-    def tight(model, tree):
+    def tight(model, tree, *rest):
         if tree.order.numel() > 6:
             raise FakeOOM()
-        return real(model, tree)
+        return real(model, tree, *rest)
 
     monkeypatch.setattr(scoring, "prefix_tree_states", tight)
     out = score_unique_histories(model, *args, max_batch=32, gather_batch=4)
