@@ -406,7 +406,7 @@ $(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(dir $(BENCH_PASS_SN_L
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_LM) --pairs $< \
 	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --expand --unblocked > $@.tmp
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_SN_LM) --pairs $< \
-	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --states tree --no-normalize --unblocked >> $@.tmp
+	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --states tree --no-normalize --unblocked --per-step-inputs >> $@.tmp
 	mv $@.tmp $@
 
 # Fuzzing every reader (issue 11): mutated real inputs, counts of handled and crashed inputs.
