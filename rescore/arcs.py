@@ -6,7 +6,7 @@ machine without k2 (a GPU box) can run expansion and scoring on arrays dumped el
 """
 import functools
 from dataclasses import dataclass, fields
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -95,6 +95,20 @@ class Arcs:
             k += 1
         return level
 
+    def by_source_level(self, levels: Tensor) -> Tuple[Tensor, List[int]]:
+        """The arcs ordered by the level of their source state (stable), and where each level's
+        arcs end: level l's arcs are ``order[ends[l]:ends[l + 1]]``, empty levels included.
+
+        Args:
+            levels: ``[num_states]`` from :meth:`levels`, without ``-1`` (acyclic).
+
+        Returns:
+            ``(order [num_arcs] int64, ends)`` with ``len(ends) = levels.max() + 2``.
+        """
+        src_level, order = torch.sort(levels[self.src], stable=True)
+        n_levels = int(levels.max()) + 1 if levels.numel() else 0
+        return order, [0] + torch.searchsorted(src_level, torch.arange(n_levels, device=self.device), right=True).tolist()
+
 
 def path_needs(arcs: Arcs, cost: Tensor) -> Tensor:
     """The bottleneck of the best complete path through every arc: the smallest, over complete
@@ -114,10 +128,8 @@ def path_needs(arcs: Arcs, cost: Tensor) -> Tensor:
     """
     cost = cost.to(torch.float64)
     n = arcs.num_states
-    levels = arcs.levels()
-    src_level, order = torch.sort(levels[arcs.src], stable=True)
-    _, per_level = torch.unique_consecutive(src_level, return_counts=True)
-    groups = torch.split(order, per_level.tolist())
+    order, ends = arcs.by_source_level(arcs.levels())
+    groups = [order[lo:hi] for lo, hi in zip(ends[:-1], ends[1:])]
     inf = torch.tensor(float("inf"), dtype=torch.float64, device=arcs.device)
     # fwd[s]: best bottleneck from a start state to s; bwd[s]: from s to a final state
     fwd = torch.where(torch.bincount(arcs.dst, minlength=n) == 0, -inf, inf)

@@ -97,9 +97,7 @@ class _Budget:
         self.built = torch.zeros(self.num_fsas * self.beams.numel(), dtype=torch.long, device=arcs.device)
         self.input_key = self.key(fsa_of_arc, fit.needs.to(**f64) if fit is not None else None)
         self.not_reached = torch.bincount(self.input_key, minlength=self.built.numel())
-        src_level, self.by_src_level = torch.sort(levels[arcs.src], stable=True)
-        n_levels = int(levels.max()) + 1 if levels.numel() else 0
-        self.level_ends = [0] + torch.searchsorted(src_level, torch.arange(n_levels, device=arcs.device), right=True).tolist()
+        self.by_src_level, self.level_ends = arcs.by_source_level(levels)
         self.index = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)  # widest beam that can fit
         self.abandoned = torch.zeros(self.num_fsas, dtype=torch.bool, device=arcs.device)
         self.lower_bound = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)
