@@ -37,7 +37,8 @@ class Expansion:
         arc_map: ``[num_arcs]`` int64, index of the input arc each expanded arc copies.
         kept: indices (into the input batch) of the utterances in ``fsas``, in order.
         too_large: ``{input index: arcs}`` for the utterances whose expansion exceeded ``max_arcs``
-            (not in ``fsas``): a lower bound on their expanded arcs, above ``max_arcs``.
+            or, with ``predict``, was predicted to (not in ``fsas``): a lower bound on their expanded
+            arcs, above ``max_arcs`` unless given up on the prediction.
         beams: ``{input index: beam}`` for the kept utterances that were pruned to fit (only with
             :class:`~rescore.grow.FitBeams`).
     """
@@ -52,7 +53,7 @@ class Expansion:
 
 def expand_histories(
     fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None,
-    fit: Optional[FitBeams] = None,
+    fit: Optional[FitBeams] = None, predict: bool = False,
 ) -> Expansion:
     """Expand every lattice so that each arc has a unique ``order``-token history.
 
@@ -68,18 +69,21 @@ def expand_histories(
         fit: prune each utterance, in the same pass, to the widest of ``fit.widths`` at which it
             has at most ``max_arcs`` arcs (:class:`~rescore.grow.FitBeams`; ``fit.needs`` over
             the arcs of ``fsas``); an utterance that fits unpruned is not pruned.
+        predict: give up beams, or without ``fit`` utterances, once their size extrapolated from
+            the expansion so far exceeds :data:`rescore.grow.PREDICT_MARGIN` x ``max_arcs``
+            (:func:`rescore.grow.grow`).
 
     Returns:
         An :class:`Expansion`.
     """
     arcs = Arcs.from_fsas(fsas)  # taken once; growing and assembling both use it
-    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit), order)
+    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit, predict), order)
 
 
 def _grow(fsas: k2.Fsa, arcs: Arcs, order: int, bos: int, history_labels: Optional[torch.Tensor],
-          max_arcs: Optional[int], fit: Optional[FitBeams] = None) -> Grown:
+          max_arcs: Optional[int], fit: Optional[FitBeams] = None, predict: bool = False) -> Grown:
     tokens = fsas.labels if history_labels is None else history_labels
-    return grow(arcs, order, bos, tokens.long().to(fsas.device), max_arcs, fit)
+    return grow(arcs, order, bos, tokens.long().to(fsas.device), max_arcs, fit, predict)
 
 
 def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:

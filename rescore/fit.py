@@ -11,6 +11,13 @@ every beam's expanded size as it goes and drops what lies outside the widest bea
 Cost: one expansion of the batch (abandoning an utterance as soon as it exceeds ``max_arcs``) plus
 one expansion of the over-budget utterances, within ``max_arcs`` at their final beams.
 
+With ``predict`` (the default), both expansions also give up an utterance, or a beam, once the
+size extrapolated from what they have built exceeds ``rescore.grow.PREDICT_MARGIN`` x
+``max_arcs``, instead of building on until it is certain not to fit. That halves the arcs built
+on real lattices; the price is that an utterance can end one beam narrower than the widest that
+fits, or pruned when whole it would have fitted just under ``max_arcs`` (measured: 1 of 257, bench/RESULTS.md 7.8).
+Without it every utterance gets exactly the widest beam that fits.
+
 Pruning is nested: every arc within beam ``b`` of the best path is also within any wider beam, so
 narrowing the beam only removes paths. Beam 0 keeps just the best-path arcs (all of them when
 several paths tie), which is the smallest lattice this module tries. The pruned lattice at beam b
@@ -60,12 +67,14 @@ def expand_within(
     max_arcs: Optional[int] = None,
     beams: Sequence[float] = DEFAULT_BEAMS,
     prune_scores: Optional[Callable[[k2.Fsa, List[int], Optional[torch.Tensor]], torch.Tensor]] = None,
+    predict: bool = True,
 ) -> Tuple[Expansion, Dict[int, PruneInfo], Dict[int, str]]:
     """Expand every lattice to unique ``order``-token histories, pruning those that exceed ``max_arcs``.
 
     The whole batch is expanded once with :func:`expand_histories`. The utterances reported in
     its ``too_large`` are expanded again, pruned in the same pass (see the module docstring);
-    each gets the widest beam of ``beams`` whose expansion has at most ``max_arcs`` arcs.
+    each gets the widest beam of ``beams`` whose expansion has at most ``max_arcs`` arcs (with
+    ``predict``: that one, or a narrower one when the prediction said the wider would not fit).
 
     Args:
         fsas: connected, top-sorted FsaVec ``[utt][state][arc]`` (see
@@ -80,6 +89,7 @@ def expand_within(
             history tokens) -> [num_arcs]`` float64 best-path-through scores (``<= 0``, 0 on a
             best path) that the beam applies to, e.g. :meth:`rescore.lookahead.Lookahead.viterbi`;
             default: :func:`lattices.posteriors.arc_viterbi_scores` of their ``scores``.
+        predict: give up utterances and beams on their extrapolated size (module docstring).
 
     Returns:
         ``(expansion, pruned, failures)``:
@@ -91,7 +101,8 @@ def expand_within(
           ``{input index: arcs}`` for the utterances that did not fit even pruned (a lower bound,
           above ``max_arcs``, on their unpruned expansion).
         - ``pruned``: ``{input index: PruneInfo}`` for every utterance that was pruned to fit;
-          utterances not in it are exactly as :func:`expand_histories` expands them.
+          utterances not in it are exactly as :func:`expand_histories` expands them (with
+          ``predict``, one given up on its prediction can still fit unpruned in the second pass).
         - ``failures``: ``{input index: message}`` for every utterance not in ``expansion.kept``
           (too large even at the narrowest beam, or an empty lattice), with the counts.
 
@@ -105,7 +116,7 @@ def expand_within(
     if max_arcs is not None and max_arcs < 1:
         raise ValueError(f"max_arcs must be >= 1, got {max_arcs}")
 
-    first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs)
+    first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs, predict=predict)
     failures: Dict[int, str] = {
         i: f"utterance {i}: empty lattice (no states), nothing to expand"
         for i in range(fsas.shape[0]) if i not in first.too_large and i not in first.kept}
@@ -121,8 +132,8 @@ def expand_within(
     cost = torch.where(best_path_arcs(sub, viterbi), torch.zeros_like(viterbi), -viterbi)
     needs = path_needs(Arcs.from_fsas(sub), cost.to(sub.scores.device))
     refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs,
-                             fit=FitBeams(needs, torch.tensor(beams, dtype=torch.float64)))
-    assert not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
+                             fit=FitBeams(needs, torch.tensor(beams, dtype=torch.float64)), predict=predict)
+    assert predict or not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
     refit.arc_map = input_arc[refit.arc_map]
 
     utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
@@ -132,7 +143,7 @@ def expand_within(
     input_arcs = counts_per_fsa(sub, 2)
     sizes = counts_per_fsa(refit.fsas, 2)
     pruned = {over[u]: PruneInfo(refit.beams[u], input_arcs[u], int(arcs_within[u]), sizes[j])
-              for j, u in enumerate(refit.kept)}
+              for j, u in enumerate(refit.kept) if u in refit.beams}
     too_large: Dict[int, int] = {}
     for u, counted in refit.too_large.items():
         i = over[u]

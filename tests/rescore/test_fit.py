@@ -143,44 +143,62 @@ def _paths(fsa: k2.Fsa, input_arc, histories, first_arc: int):
     return sorted(tuple((int(input_arc[a]), tuple(histories[first_arc + a].tolist())) for a in p) for p in enumerate_paths(fsa))
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), order=st.integers(1, 3), max_arcs=st.integers(1, 40))
-def test_one_pass_fit_equals_pruning_at_each_beam_then_expanding(seed, order, max_arcs):
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), order=st.integers(1, 3), max_arcs=st.integers(1, 40), predict=st.booleans())
+def test_one_pass_fit_equals_pruning_at_each_beam_then_expanding(seed, order, max_arcs, predict):
     """Brute force: for each over-budget lattice, prune it at each beam (widest first) with
-    lattices.posteriors.prune, expand that, and keep the first that fits. expand_within's one
-    pass must choose the same beam and give the same expanded paths (input arcs and histories)."""
+    lattices.posteriors.prune, expand that, and keep the first that fits. Without ``predict``,
+    expand_within's one pass must choose the same beam; with it, that beam or a narrower one (or
+    a beam for an utterance that would fit whole). Either way its expanded paths (input arcs and
+    histories) are those of pruning at the beam it chose, within max_arcs, and the same fail."""
     rng = random.Random(seed)
     lattices = [fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(2, 6))) for _ in range(6)]
     vec = k2.create_fsa_vec(lattices)
     beams = (4.0, 2.0, 1.0, 0.5, 0.0)
-    exp, pruned, failures = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=beams)
+    exp, pruned, failures = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=beams, predict=predict)
     splits = arc_splits(exp.fsas)
     first_input_arc = arc_splits(vec)
     position = {i: j for j, i in enumerate(exp.kept)}
     for i, fsa in enumerate(lattices):
         single = k2.create_fsa_vec([fsa])
         single.input_arc = torch.arange(fsa.num_arcs)
-        plain = expand_histories(single, order, BOS)
-        if plain.fsas.num_arcs <= max_arcs:
-            expected, beam = plain, None
-        else:
-            expected = beam = None
-            for b in beams:
-                small = prune(single, beam=b)[0]
-                e = expand_histories(small, order, BOS)
-                if e.fsas.num_arcs <= max_arcs:
-                    e.arc_map = small.input_arc[e.arc_map]
-                    expected, beam = e, b
-                    break
-        if expected is None:
+        at_beam = {float("inf"): expand_histories(single, order, BOS)}
+        for b in beams:
+            small = prune(single, beam=b)[0]
+            at_beam[b] = expand_histories(small, order, BOS)
+            at_beam[b].arc_map = small.input_arc[at_beam[b].arc_map]
+        widest = next((b for b, e in at_beam.items() if e.fsas.num_arcs <= max_arcs), None)
+        if widest is None:
             assert i in failures and i not in position and i in exp.too_large
             continue
         assert i not in failures
-        if beam is None:
-            assert i not in pruned
-        else:
-            assert pruned[i].beam == beam and pruned[i].expanded_arcs == expected.fsas.num_arcs <= max_arcs
+        beam = pruned[i].beam if i in pruned else float("inf")
+        assert beam == widest if not predict else beam <= widest
+        expected = at_beam[beam]
+        assert expected.fsas.num_arcs <= max_arcs
+        if i in pruned:
+            assert pruned[i].expanded_arcs == expected.fsas.num_arcs
             assert pruned[i].arcs_after_pruning == prune(single, beam=beam)[0].num_arcs
         j = position[i]
         got = _paths(exp.fsas[j], exp.arc_map[splits[j]:] - first_input_arc[i], exp.histories, splits[j])
         assert got == _paths(expected.fsas[0], expected.arc_map, expected.histories, 0)
+
+
+def test_the_prediction_builds_fewer_arcs_for_the_same_beam(monkeypatch):
+    """A 16-slot sausage at order 3 and max_arcs 100: the exact bound alone builds 155 arcs over
+    both passes to find beam 0.5; the extrapolated size finds it after 64."""
+    import rescore.expand as expand_module
+    from rescore.grow import grow
+
+    built = []
+    monkeypatch.setattr(expand_module, "grow", lambda *a, **k: built.append(grow(*a, **k)) or built[-1])
+    vec = k2.create_fsa_vec([sausage(16), small(1)])
+    results = {}
+    for predict in (False, True):
+        built.clear()
+        results[predict] = expand_within(vec, 3, BOS, max_arcs=100, predict=predict)
+        results[predict] += (sum(g.arc_orig.numel() for g in built),)
+    (exact, pruned, _, built_exact), (fast, fast_pruned, _, built_fast) = results[False], results[True]
+    assert pruned == fast_pruned and pruned[0].beam == 0.5
+    assert torch.equal(exact.fsas.arcs.values(), fast.fsas.arcs.values()) and torch.equal(exact.histories, fast.histories)
+    assert built_fast < 0.5 * built_exact
