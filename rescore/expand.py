@@ -41,6 +41,8 @@ class Expansion:
             arcs, above ``max_arcs`` unless given up on the prediction.
         beams: ``{input index: beam}`` for the kept utterances that were pruned to fit (only with
             :class:`~rescore.grow.FitBeams`).
+        unproven: ``{input index: beam}`` for the kept utterances whose wider beams were given up
+            on a prediction (``predict``) only: the widest beam not proven too large.
     """
 
     fsas: k2.Fsa
@@ -49,6 +51,7 @@ class Expansion:
     kept: List[int]
     too_large: Dict[int, int]
     beams: Dict[int, float] = field(default_factory=dict)
+    unproven: Dict[int, float] = field(default_factory=dict)
 
 
 def expand_histories(
@@ -127,4 +130,6 @@ def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
     too_large = {int(i): int(arcs_per_fsa[i]) for i in np.flatnonzero(abandoned)}
     beam = grown.beam.cpu().numpy()
     beams = {i: float(beam[i]) for i in kept if np.isfinite(beam[i])}
-    return Expansion(out, torch.from_numpy(arc_hist[arc_order]), arc_map, kept, too_large, beams)
+    widest = grown.widest_unproven.cpu().numpy()
+    unproven = {i: float(widest[i]) for i in kept if widest[i] > beam[i]}
+    return Expansion(out, torch.from_numpy(arc_hist[arc_order]), arc_map, kept, too_large, beams, unproven)

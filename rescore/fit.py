@@ -15,8 +15,10 @@ With ``predict`` (the default), both expansions also give up an utterance, or a 
 size extrapolated from what they have built exceeds ``rescore.grow.PREDICT_MARGIN`` x
 ``max_arcs``, instead of building on until it is certain not to fit. That halves the arcs built
 on real lattices; the price is that an utterance can end one beam narrower than the widest that
-fits, or pruned when whole it would have fitted just under ``max_arcs`` (measured: 1 of 257, bench/RESULTS.md 7.8).
-Without it every utterance gets exactly the widest beam that fits.
+fits, or pruned when whole it would have fitted just under ``max_arcs``. So that such a miss
+cannot cost much, an utterance that ends with at most ``RECHECK_BELOW`` x ``max_arcs`` arcs
+after a wider beam was given up on the prediction alone is expanded once more, exactly.
+Without ``predict`` every utterance gets exactly the widest beam that fits.
 
 Pruning is nested: every arc within beam ``b`` of the best path is also within any wider beam, so
 narrowing the beam only removes paths. Beam 0 keeps just the best-path arcs (all of them when
@@ -40,6 +42,11 @@ from .expand import Expansion, FitBeams, expand_histories
 # Log-score beams from very wide (acoustic log-likelihoods of real recognizers span thousands)
 # down to 0 (best path only).
 DEFAULT_BEAMS: Tuple[float, ...] = tuple(float(2 ** e) for e in range(12, -3, -1)) + (0.0,)
+# With ``predict``: an utterance whose wider beam was given up on the prediction alone, and whose
+# expansion uses at most this fraction of max_arcs, is expanded again without predicting (one on
+# the LibriSpeech lattices at --max-arcs 100,000 had 2,434 arcs at beam 32 where beam 64 gave
+# 87,078: bench/RESULTS.md 7.8).
+RECHECK_BELOW = 0.1
 
 
 @dataclass
@@ -131,19 +138,37 @@ def expand_within(
     viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(sub, over, tokens)
     cost = torch.where(best_path_arcs(sub, viterbi), torch.zeros_like(viterbi), -viterbi)
     needs = path_needs(Arcs.from_fsas(sub), cost.to(sub.scores.device))
-    refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs,
-                             fit=FitBeams(needs, torch.tensor(beams, dtype=torch.float64)), predict=predict)
+    widths = torch.tensor(beams, dtype=torch.float64)
+    refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs, fit=FitBeams(needs, widths),
+                             predict=predict)
     assert predict or not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
-    refit.arc_map = input_arc[refit.arc_map]
+    size = dict(zip(refit.kept, counts_per_fsa(refit.fsas, 2)))  # by position in over
+    beam = dict(refit.beams)
+    # (expansion, input index of each of its FSAs or -1 to drop, its arcs' index in the input)
+    parts = [(first, first.kept, None), (refit, [over[u] for u in refit.kept], input_arc)]
+    recheck = [u for u in refit.kept if u in refit.unproven and size[u] <= RECHECK_BELOW * max_arcs]
+    if recheck:  # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
+        arcs = torch.from_numpy(out_arcs(fsa_arc_splits(sub), np.asarray(recheck))[1])
+        # from the widest beam not proven too large: the wider ones were (by a lower bound)
+        start = torch.searchsorted(-torch.cat([torch.tensor([float("inf")], dtype=torch.float64), widths]),
+                                   -torch.tensor([refit.unproven[u] for u in recheck], dtype=torch.float64))
+        exact = expand_histories(select_lattices(sub, recheck), order, bos, max_arcs=max_arcs,
+                                 fit=FitBeams(needs[arcs], widths, start), history_labels=None if tokens is None else tokens[arcs])
+        assert len(exact.kept) == len(recheck), "an utterance that fitted at one beam must fit exactly"
+        size.update(zip(recheck, counts_per_fsa(exact.fsas, 2)))
+        for k, u in enumerate(recheck):
+            beam.pop(u, None)
+            if k in exact.beams:
+                beam[u] = exact.beams[k]
+        parts[1] = (refit, [-1 if u in recheck else over[u] for u in refit.kept], input_arc)
+        parts.append((exact, [over[u] for u in recheck], input_arc[arcs]))
 
     utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
     beam_of_utt = torch.full((len(over),), beams[-1], dtype=torch.float64)  # the narrowest for the failed
-    beam_of_utt[list(refit.beams)] = torch.tensor(list(refit.beams.values()), dtype=torch.float64)
+    beam_of_utt[list(beam)] = torch.tensor(list(beam.values()), dtype=torch.float64)
     arcs_within = np.bincount(utt_of_arc[needs.cpu() <= beam_of_utt[utt_of_arc]].numpy(), minlength=len(over))
     input_arcs = counts_per_fsa(sub, 2)
-    sizes = counts_per_fsa(refit.fsas, 2)
-    pruned = {over[u]: PruneInfo(refit.beams[u], input_arcs[u], int(arcs_within[u]), sizes[j])
-              for j, u in enumerate(refit.kept) if u in refit.beams}
+    pruned = {over[u]: PruneInfo(b, input_arcs[u], int(arcs_within[u]), size[u]) for u, b in sorted(beam.items())}
     too_large: Dict[int, int] = {}
     for u, counted in refit.too_large.items():
         i = over[u]
@@ -152,20 +177,19 @@ def expand_within(
             f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
             f"{input_arcs[u]} arcs -> at least {first.too_large[i]} expanded unpruned; "
             f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> at least {counted} expanded")
-    refit.kept = [over[u] for u in refit.kept]
-    return _merge(first, refit, too_large), pruned, dict(sorted(failures.items()))
+    return _merge(parts, too_large), pruned, dict(sorted(failures.items()))
 
 
-def _merge(first: Expansion, refit: Expansion, too_large: Dict[int, int]) -> Expansion:
-    """One Expansion, in input order, from the unpruned batch expansion and the pruned one."""
-    parts = [first] + ([refit] if refit.kept else [])
-    sources = sorted((i, part, j) for part, p in enumerate(parts) for j, i in enumerate(p.kept))
-    fsa_offsets = np.cumsum([0] + [p.fsas.shape[0] for p in parts])
-    cat = k2.cat([p.fsas for p in parts]) if len(parts) > 1 else first.fsas
-    fsa_order = np.asarray([fsa_offsets[part] + j for _, part, j in sources], dtype=np.int64)
-    arc_splits = fsa_arc_splits(cat)
-    arc_order = torch.from_numpy(out_arcs(arc_splits, fsa_order)[1])
+def _merge(parts: List[Tuple[Expansion, List[int], Optional[torch.Tensor]]], too_large: Dict[int, int]) -> Expansion:
+    """One Expansion, in input order, from ``(expansion, input index of each of its FSAs or -1 to
+    drop it, input arc of each arc its arc_map points at or None when it points at the input)``."""
+    sources = sorted((i, p, j) for p, (_, index, _) in enumerate(parts) for j, i in enumerate(index) if i >= 0)
+    fsas = [e.fsas for e, _, _ in parts]
+    fsa_offsets = np.cumsum([0] + [f.shape[0] for f in fsas])
+    cat = k2.cat(fsas) if len(fsas) > 1 else fsas[0]
+    fsa_order = np.asarray([fsa_offsets[p] + j for _, p, j in sources], dtype=np.int64)
+    arc_order = torch.from_numpy(out_arcs(fsa_arc_splits(cat), fsa_order)[1])
     out = select_lattices(cat, torch.from_numpy(fsa_order))
-    histories = torch.cat([p.histories for p in parts])[arc_order]
-    arc_map = torch.cat([p.arc_map for p in parts])[arc_order]
+    histories = torch.cat([e.histories for e, _, _ in parts])[arc_order]
+    arc_map = torch.cat([e.arc_map if arcs is None else arcs[e.arc_map] for e, _, arcs in parts])[arc_order]
     return Expansion(out, histories, arc_map, [i for i, _, _ in sources], dict(too_large))

@@ -46,10 +46,13 @@ class FitBeams:
         needs: ``[num_arcs]`` float64, the narrowest beam at which each input arc is kept (0 on a
             best path; :func:`rescore.arcs.path_needs`).
         widths: the beams to choose from, widest first (non-increasing, >= 0).
+        start: ``[num_fsas]`` int64, optional: each FSA's widest beam to try, as an index into
+            ``[inf] + widths`` (the caller knows the wider ones do not fit); default 0, unpruned.
     """
 
     needs: Tensor
     widths: Tensor
+    start: Optional[Tensor] = None
 
 
 @dataclass
@@ -68,6 +71,8 @@ class Grown:
             beam, with :class:`FitBeams`), or without it was predicted to; their states and arcs
             are still in the arrays, to be dropped.
         beam: ``[num_fsas]`` float64, the beam each FSA was pruned at (``inf``: not pruned).
+        widest_unproven: ``[num_fsas]`` float64, the widest beam that the exact lower bound did not
+            rule out (``beam`` unless a wider one was given up on a prediction).
         state_kept, arc_kept: ``[expanded states]``, ``[expanded arcs]`` bool, within their FSA's beam
             (all True without :class:`FitBeams`).
     """
@@ -80,6 +85,7 @@ class Grown:
     arcs_per_fsa: Tensor
     abandoned: Tensor
     beam: Tensor
+    widest_unproven: Tensor
     state_kept: Tensor
     arc_kept: Tensor
 
@@ -109,6 +115,9 @@ class _Budget:
         self.input_within = self._within(self.not_reached.clone())  # [num_fsas, beams] input arcs within each beam
         self.by_src_level, self.level_ends = arcs.by_source_level(levels)
         self.index = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)  # widest beam that can fit
+        if fit is not None and fit.start is not None:
+            self.index = fit.start.to(self.index).clone()
+        self.proven = torch.zeros_like(self.index)  # beams ruled out by the lower bound (<= index)
         self.abandoned = torch.zeros(self.num_fsas, dtype=torch.bool, device=arcs.device)
         self.lower_bound = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)
 
@@ -139,7 +148,8 @@ class _Budget:
         bound = built + left
         # never widens: the bound is exact only from the current beam inwards (arcs beyond it are
         # neither built nor counted, though their input arcs leave not_reached)
-        index = torch.maximum(self.index, (bound > self.max_arcs).sum(1))
+        self.proven = torch.maximum(self.proven, (bound > self.max_arcs).sum(1))
+        index = torch.maximum(self.index, self.proven)
         out_of_beams = index == self.beams.numel()
         if self.predict:
             copies = (built / (self.input_within - left).clamp(min=1)).clamp(min=1.0)  # per input arc reached
@@ -152,6 +162,10 @@ class _Budget:
         self.abandoned |= out_of_beams
         keep = ~self.abandoned[fsa]
         return keep if need is None else keep & (need <= self.limit()[fsa])
+
+    def widest_unproven(self) -> Tensor:
+        """``[num_fsas]`` float64, the widest beam the lower bound has not ruled out."""
+        return self.beams[self.proven.clamp(max=self.beams.numel() - 1)]
 
     def arcs_per_fsa(self) -> Tensor:
         """``[num_fsas]`` arcs built within each FSA's beam (abandoned: the bound that ruled it out)."""
@@ -282,11 +296,12 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
     cat = lambda xs, *shape, dtype=torch.long: torch.cat(xs) if xs else torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
     state_orig, arc_orig_all = cat(st_orig, 0), cat(arc_orig, 0)
     if budget is None:
-        beam = torch.full((num_fsas,), float("inf"), **f64)
+        beam = widest_unproven = torch.full((num_fsas,), float("inf"), **f64)
         abandoned = torch.zeros(num_fsas, dtype=torch.bool, device=device)
         arcs_per_fsa = torch.bincount(fsa_of_arc[arc_orig_all], minlength=num_fsas)
     else:
         beam, abandoned, arcs_per_fsa = budget.limit(), budget.abandoned, budget.arcs_per_fsa()
+        widest_unproven = budget.widest_unproven()
     if needs is None:  # nothing pruned: every state and arc is kept
         state_kept = torch.ones(state_orig.numel(), dtype=torch.bool, device=device)
         arc_kept = torch.ones(arc_orig_all.numel(), dtype=torch.bool, device=device)
@@ -294,4 +309,4 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         state_kept = cat(st_need, 0, dtype=torch.float64) <= beam[state_fsa[state_orig]]
         arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
     return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), arcs_per_fsa, abandoned,
-                 beam, state_kept, arc_kept)
+                 beam, widest_unproven, state_kept, arc_kept)

@@ -202,3 +202,26 @@ def test_the_prediction_builds_fewer_arcs_for_the_same_beam(monkeypatch):
     assert pruned == fast_pruned and pruned[0].beam == 0.5
     assert torch.equal(exact.fsas.arcs.values(), fast.fsas.arcs.values()) and torch.equal(exact.histories, fast.histories)
     assert built_fast < 0.5 * built_exact
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), order=st.integers(1, 3), max_arcs=st.integers(1, 40))
+def test_a_prediction_that_always_overshoots_is_undone_by_the_exact_recheck(seed, order, max_arcs):
+    """With the prediction giving up every beam at once, and every such utterance rechecked, the
+    result is exactly that of not predicting: the recheck and the merge of its part are exact."""
+    import rescore.fit as fit_module
+    import rescore.grow as grow_module
+
+    rng = random.Random(seed)
+    vec = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(2, 6))) for _ in range(5)])
+    beams = (4.0, 2.0, 1.0, 0.5, 0.0)
+    exact = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=beams, predict=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(grow_module, "PREDICT_MARGIN", 0.0)
+        mp.setattr(fit_module, "RECHECK_BELOW", 1.0)
+        got = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=beams, predict=True)
+    assert got[1] == exact[1] and got[2] == exact[2]
+    assert got[0].kept == exact[0].kept
+    for name in ("histories", "arc_map"):
+        assert torch.equal(getattr(got[0], name), getattr(exact[0], name)), name
+    assert torch.equal(got[0].fsas.arcs.values(), exact[0].fsas.arcs.values())
