@@ -49,7 +49,7 @@ help:
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make books-small-lms  1x128 AFP-2/4/8 and BPTT LMs on the books (under an hour each), compared by make bench-books-wer"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-fuzz   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-cpu-gemm | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
 include bench/decode.mk
 
@@ -408,6 +408,18 @@ $(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(dir $(BENCH_PASS_SN_L
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_SN_LM) --pairs $< \
 	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --states tree --no-normalize --unblocked --per-step-inputs >> $@.tmp
 	mv $@.tmp $@
+
+# Matrix products with MKL's generic path against the one importing `models` picks (AMD CPUs:
+# models/cpu_gemm.py), each in a fresh process, in one run.
+BENCH_GEMM_DIR ?= exp/bench-cpu-gemm
+
+$(BENCH_GEMM_DIR)/gemm.jsonl: bench/cpu_gemm.py | $(VENV)/.installed
+	mkdir -p $(@D)
+	$(PY) bench/cpu_gemm.py --threads $(BENCH_THREADS) > $@.tmp
+	mv $@.tmp $@
+
+.PHONY: bench-cpu-gemm
+bench-cpu-gemm: $(BENCH_GEMM_DIR)/gemm.jsonl
 
 # Fuzzing every reader (issue 11): mutated real inputs, counts of handled and crashed inputs.
 BENCH_FUZZ_DIR ?= exp/bench-fuzz
