@@ -33,7 +33,7 @@ PAD = -1  # left padding of histories shorter than K (they start with <s>)
 FINAL = -2  # history row of the final state (all paths merge there)
 # A beam is given up once its extrapolated size exceeds this many times max_arcs (``predict``).
 # Measured on the 100 LibriSpeech lattices after the 3-gram (bench/RESULTS.md 7.8): at 1.25 the
-# beams of 159 of 160 pruned utterances at --max-arcs 50,000 and 200,000 and 96 of 97 at 10,000
+# beams of all 159 pruned utterances at --max-arcs 50,000 and 200,000 and 96 of 97 at 10,000
 # are the widest that fit (1.0: 155 of 159, 95 of 97), and 0.60x the arcs are built.
 PREDICT_MARGIN = 1.25
 
