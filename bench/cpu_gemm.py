@@ -21,7 +21,9 @@ SHAPES = [(2666, 200, 800), (8192, 200, 800), (2048, 200, 20000)]  # rows, in, o
 
 def measure(threads: int, seconds: float) -> None:
     """Time every shape in this process and print one JSON line each."""
-    import models  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE on AMD unless already set)
+    from models.cpu_gemm import prefer_avx2_mkl  # importing models already calls it
+
+    prefer_avx2_mkl()  # sets MKL_DEBUG_CPU_TYPE on AMD unless already set
     import torch
     import torch.nn.functional as F
 
