@@ -2,7 +2,7 @@
 
 The MKL in PyTorch 1.13's wheels (2020.0) picks its slow generic code path on any CPU whose vendor
 is not Intel, so on AMD EPYC/Ryzen every ``F.linear`` runs at about 40 % of the speed of the AVX2
-path (bench/RESULTS.md 7.8: 38 against 92 GFLOP/s for the LM pass's shapes, one thread). MKL up to
+path (bench/RESULTS.md 7.8: 37 against 99 GFLOP/s for an LSTM step of the LM pass, one thread). MKL up to
 2020.0 reads ``MKL_DEBUG_CPU_TYPE=5`` as "use the AVX2 path", when it first runs a routine.
 :func:`prefer_avx2_mkl` sets it on an AMD CPU with AVX2 and FMA unless the user set it
 (``MKL_DEBUG_CPU_TYPE=`` empty opts out); importing :mod:`models` calls it, before any product has

@@ -13,8 +13,8 @@ one expansion of the over-budget utterances, within ``max_arcs`` at their final 
 
 With ``predict`` (the default), both expansions also give up an utterance, or a beam, once the
 size extrapolated from what they have built exceeds ``rescore.grow.PREDICT_MARGIN`` x
-``max_arcs``, instead of building on until it is certain not to fit. That halves the arcs built
-on real lattices; the price is that an utterance can end one beam narrower than the widest that
+``max_arcs``, instead of building on until it is certain not to fit. That builds about 0.6x the
+arcs on real lattices (bench/RESULTS.md 7.8); the price is that an utterance can end one beam narrower than the widest that
 fits, or pruned when whole it would have fitted just under ``max_arcs``. So that such a miss
 cannot cost much, an utterance that ends with at most ``RECHECK_BELOW`` x ``max_arcs`` arcs
 after a wider beam was given up on the prediction alone is expanded once more, exactly.
@@ -150,8 +150,7 @@ def expand_within(
     if recheck:  # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
         arcs = torch.from_numpy(out_arcs(fsa_arc_splits(sub), np.asarray(recheck))[1])
         # from the widest beam not proven too large: the wider ones were (by a lower bound)
-        start = torch.searchsorted(-torch.cat([torch.tensor([float("inf")], dtype=torch.float64), widths]),
-                                   -torch.tensor([refit.unproven[u] for u in recheck], dtype=torch.float64))
+        start = torch.tensor([refit.unproven[u] for u in recheck], dtype=torch.float64)
         exact = expand_histories(select_lattices(sub, recheck), order, bos, max_arcs=max_arcs,
                                  fit=FitBeams(needs[arcs], widths, start), history_labels=None if tokens is None else tokens[arcs])
         assert len(exact.kept) == len(recheck), "an utterance that fitted at one beam must fit exactly"

@@ -46,8 +46,8 @@ class FitBeams:
         needs: ``[num_arcs]`` float64, the narrowest beam at which each input arc is kept (0 on a
             best path; :func:`rescore.arcs.path_needs`).
         widths: the beams to choose from, widest first (non-increasing, >= 0).
-        start: ``[num_fsas]`` int64, optional: each FSA's widest beam to try, as an index into
-            ``[inf] + widths`` (the caller knows the wider ones do not fit); default 0, unpruned.
+        start: ``[num_fsas]`` float64, optional: each FSA's widest beam to try, one of ``widths``
+            or ``inf`` (the caller knows the wider ones do not fit); default ``inf``, unpruned.
     """
 
     needs: Tensor
@@ -115,8 +115,8 @@ class _Budget:
         self.input_within = self._within(self.not_reached.clone())  # [num_fsas, beams] input arcs within each beam
         self.by_src_level, self.level_ends = arcs.by_source_level(levels)
         self.index = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)  # widest beam that can fit
-        if fit is not None and fit.start is not None:
-            self.index = fit.start.to(self.index).clone()
+        if fit is not None and fit.start is not None:  # the beams wider than its start are out
+            self.index = (self.beams[None, :] > fit.start.to(**f64)[:, None]).sum(1)
         self.proven = torch.zeros_like(self.index)  # beams ruled out by the lower bound (<= index)
         self.abandoned = torch.zeros(self.num_fsas, dtype=torch.bool, device=arcs.device)
         self.lower_bound = torch.zeros(self.num_fsas, dtype=torch.long, device=arcs.device)
