@@ -1,5 +1,6 @@
 """Expansion under a memory bound: exploding lattices are beam-pruned until they fit."""
 import random
+import re
 
 import k2
 import pytest
@@ -208,7 +209,9 @@ def test_the_prediction_builds_fewer_arcs_for_the_same_beam(monkeypatch):
 @given(seed=st.integers(0, 10**6), order=st.integers(1, 3), max_arcs=st.integers(1, 40))
 def test_a_prediction_that_always_overshoots_is_undone_by_the_exact_recheck(seed, order, max_arcs):
     """With the prediction giving up every beam at once, and every such utterance rechecked, the
-    result is exactly that of not predicting: the recheck and the merge of its part are exact."""
+    result is exactly that of not predicting: the recheck and the merge of its part are exact.
+    Only a failure's lower bound on its unpruned expansion can be smaller (the first pass gave
+    it up earlier), never larger."""
     import rescore.fit as fit_module
     import rescore.grow as grow_module
 
@@ -220,7 +223,13 @@ def test_a_prediction_that_always_overshoots_is_undone_by_the_exact_recheck(seed
         mp.setattr(grow_module, "PREDICT_MARGIN", 0.0)
         mp.setattr(fit_module, "RECHECK_BELOW", 1.0)
         got = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=beams, predict=True)
-    assert got[1] == exact[1] and got[2] == exact[2]
+    assert got[1] == exact[1] and got[2].keys() == exact[2].keys()
+    unpruned = re.compile(r"at least (\d+) expanded unpruned")
+    for i, message in exact[2].items():
+        assert unpruned.sub("", got[2][i]) == unpruned.sub("", message)
+        bounds = [int(m.group(1)) for m in map(unpruned.search, (got[2][i], message)) if m]
+        assert len(bounds) in (0, 2) and (not bounds or bounds[0] <= bounds[1])
+        assert got[0].too_large.get(i) == (bounds[0] if bounds else None)
     assert got[0].kept == exact[0].kept
     for name in ("histories", "arc_map"):
         assert torch.equal(getattr(got[0], name), getattr(exact[0], name)), name
