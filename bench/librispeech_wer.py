@@ -29,7 +29,8 @@ Tuning is 2-fold by speaker (the 5 lowest speaker ids vs the rest): for the utte
 the LM scale, word penalty (and w) are those that minimise the errors on the *other* fold; the
 reported WER adds the errors of both folds. The scales tuned for the 3-gram row (on the other fold)
 also set the beam that prunes the AFP expansions and the N-best search of the 3-gram lattice.
-Seconds are the rescoring stage of that row only (expansion + LM + search, or N-best + LM);
+Seconds are the rescoring stage of that row only (expansion + LM + search, or N-best + LM; neither
+computes a CTM);
 arcs/s = arcs of the lattices that stage read / seconds. Stage results are cached in ``OUT/cache``.
 """
 import json
@@ -253,7 +254,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
 
     trigram = load_scorer(ngram)
     lm_info = {"3-gram": perplexity(trigram, refs)}
-    opts = RescoreOptions(interpolate=1.0, order=trigram.context, nbest=1, max_arcs=ngram_max_arcs, keep_lattices=True)
+    opts = RescoreOptions(interpolate=1.0, order=trigram.context, nbest=1, max_arcs=ngram_max_arcs, keep_lattices=True, ctm=False)
     fp_lm_scale, fp_wp = (float(x) for x in first_pass_scales.split(","))
     l3, st = cached_rescore(os.path.join(out, "cache", "3gram.pt"), batch, trigram, [(1.0, fp_lm_scale, fp_wp)] * len(batch), opts)
     assert l3.utt_ids == batch.utt_ids
@@ -302,7 +303,7 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
 def afp_rows(out: str, tag: str, name: str, l3: LatticeBatch, afp: Scorer, scales3, tuned, refs, fold, max_arcs: int) -> List[Row]:
     """The rows of one AFP model at one ``max_arcs``: interpolated with the 3-gram (Viterbi and MBR),
     and alone; cached in ``OUT/cache/TAG*``."""
-    opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True)
+    opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True, ctm=False)
     la, st = cached_rescore(os.path.join(out, "cache", f"{tag}.pt"), l3, afp, scales3, opts)
     assert la.utt_ids == l3.utt_ids, "an utterance is missing from the AFP expansion"
     grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-grid.json"), la, WEIGHTS + (1.0,), refs)

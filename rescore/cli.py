@@ -82,6 +82,9 @@ def job_options(func):
 @click.option("--decode", type=click.Choice(DECODES), default="viterbi",
               help="The 1-best in OUT/text and OUT/ctm: viterbi (best path) or mbr (lattice minimum Bayes risk, "
                    "Kaldi's lattice-mbr-decode algorithm, on the rescored lattice).")
+@click.option("--ctm/--no-ctm", default=True,
+              help="Write OUT/ctm (word times and confidences of the 1-best) when the lattices have times; "
+                   "--no-ctm saves its forward-backward over the rescored lattices.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
 @click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or utterances I::N if fewer files.")
 @click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
@@ -91,7 +94,7 @@ def job_options(func):
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_subsampling_factor, rules, am_scale, lm_scale, word_penalty,
                     scales_file, interpolate, nbest, ref, lm_scales,
-                    method, decode, iterations, device, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
+                    method, decode, ctm, iterations, device, max_arcs, first_pass_beam, first_pass_max_arcs, lookahead, max_batch, batch_arcs, normalize, unk, shard, write_lattices, lattice_format, force,
                     progress) -> None:
     """Rescore LATTICES (files, directories, @lists or Kaldi rspecifiers of k2, HTK SLF or Kaldi
     lattices) with an AFP LM (or an ARPA n-gram).
@@ -110,7 +113,7 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
             lattice_format=lattice_format, device=device, force=force, batch_arcs=batch_arcs, normalize=normalize, unk=unk,
             rules=rules, rescore=RescoreOptions(method=method, decode=decode, first_pass_beam=first_pass_beam,
                                    first_pass_max_arcs=first_pass_max_arcs, interpolate=interpolate, nbest=nbest, order=iterations, max_arcs=max_arcs,
-                                   max_batch=max_batch, lm_scales=lm_scales, progress=progress, lookahead=lookahead))
+                                   max_batch=max_batch, lm_scales=lm_scales, progress=progress, lookahead=lookahead, ctm=ctm))
         metrics = run_rescoring(opts)
     except ValueError as e:
         raise click.ClickException(str(e)) from None

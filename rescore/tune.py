@@ -100,7 +100,7 @@ def tune(opts: RunOptions, lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
     if not grid:
         raise ValueError("an empty grid: give at least one LM scale, word penalty and weight")
     am_scale = 1.0 if opts.am_scale is None else opts.am_scale
-    rescore_opts = RescoreOptions(**{**opts.rescore.__dict__, "keep_lattices": True, "nbest": 1, "decode": "viterbi"})
+    rescore_opts = RescoreOptions(**{**opts.rescore.__dict__, "keep_lattices": True, "nbest": 1, "decode": "viterbi", "ctm": False})
     device = str(resolve_device(opts.device))
     scorer = load_scorer(opts.lm, device, normalize=opts.normalize, unk=opts.unk)
     old = load_scorer(opts.old_lm, device, unk=opts.unk) if opts.old_lm else None

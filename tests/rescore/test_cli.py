@@ -254,6 +254,26 @@ def test_real_kaldi_binary_archive_rescored_with_ctm_and_binary_lattices(setup, 
         assert len(back) == 10 and not fails
 
 
+
+def test_no_ctm_writes_no_ctm_and_the_same_text(setup, tmp_path):
+    """--no-ctm skips the word times and confidences, and nothing else."""
+    import warnings
+
+    from lattices.reader import NoWordTableWarning
+
+    _, _, lms = setup
+    lat1 = os.path.join(os.path.dirname(__file__), "..", "data", "lattices", "kaldi-binary", "lat.1")
+    outs = {flag: str(tmp_path / flag) for flag in ("--ctm", "--no-ctm")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        for flag, out in outs.items():
+            r = run("--lm", lms["afp2"], "--out", out, "--am-scale", 0.1, "--device", "cpu", flag, "ark:" + lat1)
+            assert r.exit_code == 0, r.stderr
+    assert os.path.getsize(os.path.join(outs["--ctm"], "ctm")) > 0
+    assert not os.path.exists(os.path.join(outs["--no-ctm"], "ctm"))
+    for name in ("text", "nbest.jsonl"):
+        assert open(os.path.join(outs["--ctm"], name)).read() == open(os.path.join(outs["--no-ctm"], name)).read()
+
 # --- input that cannot hurt (issue 11, section 4): each of these failed on the main of stop 9 ---
 
 def test_bad_lm_and_reference_files_get_messages_not_tracebacks(setup, tmp_path):
