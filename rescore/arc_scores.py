@@ -13,9 +13,9 @@ def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Left-padded rows ``[N, K]`` (pad ``-1``) -> ``(right-padded rows [N, K] (pad 0), lengths [N])``."""
     n, k = histories.shape
     lengths = (histories != PAD).sum(1)
-    cols = (torch.arange(k)[None, :] + (k - lengths)[:, None]).clamp(max=k - 1)
-    aligned = histories.gather(1, cols)
-    return aligned.masked_fill(torch.arange(k)[None, :] >= lengths[:, None], 0), lengths
+    positions = torch.arange(k, device=histories.device)[None, :]
+    aligned = histories.gather(1, (positions + (k - lengths)[:, None]).clamp(max=k - 1))
+    return aligned.masked_fill(positions >= lengths[:, None], 0), lengths
 
 
 def history_tokens(symbols: k2.SymbolTable, lms: Sequence[Scorer]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
@@ -63,8 +63,8 @@ def arc_lm_scores(
     out = torch.zeros(labels.shape[0], dtype=torch.float32)
     if not words.numel():
         return out, 0
-    rows = expansion.histories[scored]
-    rows = torch.where(rows == PAD, rows, table[rows.clamp(min=0)])
+    rows = expansion.histories[scored].to(scorer.device)  # deduplicated where the LM runs
+    rows = torch.where(rows == PAD, rows, table.to(rows.device)[rows.clamp(min=0)])
     uniq, inverse = unique_rows(rows)
     hist, lengths = right_align(uniq)
     out[scored] = scorer.score(hist, lengths, inverse, words, max_batch, progress)

@@ -56,7 +56,7 @@ class Expansion:
 
 def expand_histories(
     fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None,
-    fit: Optional[FitBeams] = None, predict: bool = False,
+    fit: Optional[FitBeams] = None, predict: bool = False, device: Optional[torch.device] = None,
 ) -> Expansion:
     """Expand every lattice so that each arc has a unique ``order``-token history.
 
@@ -75,18 +75,23 @@ def expand_histories(
         predict: give up beams, or without ``fit`` utterances, once their size extrapolated from
             the expansion so far exceeds :data:`rescore.grow.PREDICT_MARGIN` x ``max_arcs``
             (:func:`rescore.grow.grow`).
+        device: where to grow the expansion (default: that of ``fsas``), e.g. the LM's GPU when
+            k2 has no CUDA: the growth needs only the plain tensors of :class:`~rescore.arcs.Arcs`.
+            The result is assembled on the device of ``fsas``.
 
     Returns:
         An :class:`Expansion`.
     """
     arcs = Arcs.from_fsas(fsas)  # taken once; growing and assembling both use it
-    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit, predict), order)
+    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit, predict, device), order)
 
 
 def _grow(fsas: k2.Fsa, arcs: Arcs, order: int, bos: int, history_labels: Optional[torch.Tensor],
-          max_arcs: Optional[int], fit: Optional[FitBeams] = None, predict: bool = False) -> Grown:
+          max_arcs: Optional[int], fit: Optional[FitBeams] = None, predict: bool = False,
+          device: Optional[torch.device] = None) -> Grown:
     tokens = fsas.labels if history_labels is None else history_labels
-    return grow(arcs, order, bos, tokens.long().to(fsas.device), max_arcs, fit, predict)
+    on = arcs if device is None else arcs.to(device)
+    return grow(on, order, bos, tokens.long().to(on.device), max_arcs, fit, predict)
 
 
 def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:

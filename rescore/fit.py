@@ -75,6 +75,7 @@ def expand_within(
     beams: Sequence[float] = DEFAULT_BEAMS,
     prune_scores: Optional[Callable[[k2.Fsa, List[int], Optional[torch.Tensor]], torch.Tensor]] = None,
     predict: bool = True,
+    device: Optional[torch.device] = None,
 ) -> Tuple[Expansion, Dict[int, PruneInfo], Dict[int, str]]:
     """Expand every lattice to unique ``order``-token histories, pruning those that exceed ``max_arcs``.
 
@@ -97,6 +98,7 @@ def expand_within(
             best path) that the beam applies to, e.g. :meth:`rescore.lookahead.Lookahead.viterbi`;
             default: :func:`lattices.posteriors.arc_viterbi_scores` of their ``scores``.
         predict: give up utterances and beams on their extrapolated size (module docstring).
+        device: where the expansions grow (:func:`expand_histories`); default: that of ``fsas``.
 
     Returns:
         ``(expansion, pruned, failures)``:
@@ -123,7 +125,8 @@ def expand_within(
     if max_arcs is not None and max_arcs < 1:
         raise ValueError(f"max_arcs must be >= 1, got {max_arcs}")
 
-    first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs, predict=predict)
+    first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs, predict=predict,
+                             device=device)
     failures: Dict[int, str] = {
         i: f"utterance {i}: empty lattice (no states), nothing to expand"
         for i in range(fsas.shape[0]) if i not in first.too_large and i not in first.kept}
@@ -140,7 +143,7 @@ def expand_within(
     needs = path_needs(Arcs.from_fsas(sub), cost.to(sub.scores.device))
     widths = torch.tensor(beams, dtype=torch.float64)
     refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs, fit=FitBeams(needs, widths),
-                             predict=predict)
+                             predict=predict, device=device)
     assert predict or not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
     size = dict(zip(refit.kept, counts_per_fsa(refit.fsas, 2)))  # by position in over
     beam = dict(refit.beams)
@@ -152,7 +155,8 @@ def expand_within(
         # from the widest beam not proven too large: the wider ones were (by a lower bound)
         start = torch.tensor([refit.unproven[u] for u in recheck], dtype=torch.float64)
         exact = expand_histories(select_lattices(sub, recheck), order, bos, max_arcs=max_arcs,
-                                 fit=FitBeams(needs[arcs], widths, start), history_labels=None if tokens is None else tokens[arcs])
+                                 fit=FitBeams(needs[arcs], widths, start), history_labels=None if tokens is None else tokens[arcs],
+                                 device=device)
         assert len(exact.kept) == len(recheck), "an utterance that fitted at one beam must fit exactly"
         size.update(zip(recheck, counts_per_fsa(exact.fsas, 2)))
         for k, u in enumerate(recheck):

@@ -61,6 +61,7 @@ class Lookahead:
         symbols: the lattices' word table.
         bos: the history token of ``<s>``.
         max_batch: distinct histories per LM chunk.
+        device: where the order-1 expansion grows (default: that of the lattices).
     """
 
     lms: Sequence[Tuple[Scorer, torch.Tensor]]
@@ -68,6 +69,7 @@ class Lookahead:
     symbols: k2.SymbolTable
     bos: int
     max_batch: int = 4096
+    device: Optional[torch.device] = None
 
     def viterbi(self, fsas: k2.Fsa, utts: List[int], tokens: Optional[torch.Tensor]) -> torch.Tensor:
         """Per-arc best-path-through scores under the look-ahead (see the module docstring).
@@ -84,7 +86,7 @@ class Lookahead:
             :func:`lattices.posteriors.arc_viterbi_scores`).
         """
         assert tokens is not None, "the look-ahead needs the arcs' history tokens"
-        one = expand_histories(fsas, 1, self.bos, history_labels=tokens)
+        one = expand_histories(fsas, 1, self.bos, history_labels=tokens, device=self.device)
         arc_map = one.arc_map.to(fsas.scores.device)
         lattice_lm = fsas.lm_scores.double()[arc_map]
         la = self.weights.lattice_lm_weight * lattice_lm

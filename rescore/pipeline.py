@@ -160,16 +160,18 @@ def expand_and_score(
     ``fsas.scores``) and score every expanded arc with each LM of ``lms`` in one pass per LM.
 
     With ``lookahead``, the beam applies to those scores with the LMs' one-word-context look-ahead
-    in them, combined with the weights it gives (:mod:`rescore.lookahead`)."""
+    in them, combined with the weights it gives (:mod:`rescore.lookahead`). The expansion grows on
+    the first LM's device (:attr:`rescore.scorers.Scorer.device`), as its scores are computed."""
     t0 = time.perf_counter()
+    device = lms[0].device
     token_of_symbol, tables = history_tokens(symbols, lms)
     labels = fsas.labels.long()
     tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
     bos = len(tables[0]) - 1
     la = None
     if lookahead is not None:
-        la = Lookahead(list(zip(lms, tables)), lookahead, symbols, bos, max_batch).viterbi
-    expansion, pruned, failures = expand_within(fsas, order, bos, tokens, max_arcs, prune_scores=la)
+        la = Lookahead(list(zip(lms, tables)), lookahead, symbols, bos, max_batch, device).viterbi
+    expansion, pruned, failures = expand_within(fsas, order, bos, tokens, max_arcs, prune_scores=la, device=device)
     t1 = time.perf_counter()
     scored = [arc_lm_scores(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
     return ScoredExpansion(expansion, pruned, failures, [s for s, _ in scored], scored[0][1], t1 - t0, time.perf_counter() - t1)

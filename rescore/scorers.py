@@ -76,6 +76,11 @@ class Scorer:
     stats: Dict[str, int] = field(default_factory=dict)
     _symbol_ids: Optional[_SymbolIds] = field(default=None, repr=False, compare=False)
 
+    @property
+    def device(self) -> torch.device:
+        """Where :meth:`score` computes: the AFP module's device (an n-gram scores on the CPU)."""
+        return self.model.output.weight.device if self.model is not None else torch.device("cpu")
+
     def symbol_ids(self, symbols) -> torch.Tensor:
         """:func:`lm_ids_for_symbols` of ``symbols`` (a ``k2.SymbolTable``) and this LM, looking up only
         the words it has not seen: a job hands every batch the same table, or a copy of the previous

@@ -234,3 +234,42 @@ def test_a_prediction_that_always_overshoots_is_undone_by_the_exact_recheck(seed
     for name in ("histories", "arc_map"):
         assert torch.equal(getattr(got[0], name), getattr(exact[0], name)), name
     assert torch.equal(got[0].fsas.arcs.values(), exact[0].fsas.arcs.values())
+
+
+def _rescore_with_lm_on(device: str, setup, monkeypatch):
+    """rescore_batch of the fixture's lattices with its AFP-2 LM loaded on ``device``, pruned to fit
+    with the look-ahead; returns the output and the devices every expansion grew on."""
+    import rescore.expand as expand_module
+    from lattices.reader import read_lattices
+    from rescore.pipeline import RescoreOptions, rescore_batch
+    from rescore.scorers import load_scorer
+
+    _, lats, lms = setup
+    batch, fails = read_lattices([lats])
+    assert not fails
+    grew_on = []
+    real_grow = expand_module.grow
+
+    def spy(arcs, *args, **kwargs):
+        grew_on.append(arcs.device.type)
+        return real_grow(arcs, *args, **kwargs)
+
+    monkeypatch.setattr(expand_module, "grow", spy)
+    opts = RescoreOptions(nbest=3, max_arcs=12, keep_lattices=True)
+    out = rescore_batch(batch, load_scorer(lms["afp2"], device), [(1.0, 1.0, 0.0)] * len(batch), opts)
+    monkeypatch.undo()
+    return out, grew_on
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_with_the_lm_on_a_gpu_the_expansion_grows_there_and_gives_the_cpu_result(setup, monkeypatch):
+    """k2 without CUDA: the lattices stay on the CPU, the expansion (look-ahead, fit and recheck
+    passes) grows on the LM's GPU through the plain tensors, and nothing changes but the device."""
+    cpu, cpu_grew = _rescore_with_lm_on("cpu", setup, monkeypatch)
+    gpu, gpu_grew = _rescore_with_lm_on("cuda", setup, monkeypatch)
+    assert cpu.pruned and len(cpu_grew) > 1, "the lattices must need pruning for this test"
+    assert set(cpu_grew) == {"cpu"} and len(gpu_grew) == len(cpu_grew) and set(gpu_grew) == {"cuda"}
+    assert [[h.words for h in hs] for hs in gpu.hyps] == [[h.words for h in hs] for hs in cpu.hyps]
+    assert gpu.pruned == cpu.pruned and gpu.failures == cpu.failures
+    assert torch.equal(gpu.lattices.fsas.arcs.values(), cpu.lattices.fsas.arcs.values())
+    assert torch.allclose(gpu.lattices.fsas.afp_lm_scores, cpu.lattices.fsas.afp_lm_scores, atol=1e-4)
