@@ -13,7 +13,10 @@ MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 
 def _manifest_texts(path: str) -> Iterator[str]:
     """Supervision texts of a lhotse SupervisionSet or CutSet manifest."""
-    from lhotse import CutSet, SupervisionSet, load_manifest  # lazy: optional for plain text
+    try:
+        from lhotse import CutSet, SupervisionSet, load_manifest  # lazy: optional for plain text
+    except ImportError:
+        raise ValueError(f"{path}: reading a lhotse manifest needs lhotse (pip install lhotse)") from None
 
     try:
         manifest = load_manifest(path)

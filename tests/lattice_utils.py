@@ -1,13 +1,13 @@
 """Test helpers shared by tests/lattices and tests/rescore: random acyclic lattices, brute-force paths."""
-import random
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import k2
 import torch
 
 from lattices.lattice_batch import LatticeBatch
+from tests.random_lattices import NUM_WORDS, random_lattice_arcs
 
-NUM_WORDS = 6
+__all__ = ["NUM_WORDS", "random_lattice_arcs", "make_symbols", "fsa_from_arcs", "enumerate_paths", "brute_force_word_sequences", "make_batch"]
 
 
 def make_symbols(num_words: int = NUM_WORDS) -> k2.SymbolTable:
@@ -34,49 +34,6 @@ def fsa_from_arcs(
         fsa.start_times = torch.tensor([arcs[i][0] / 10 for i in order], dtype=torch.float32)
         fsa.end_times = torch.tensor([arcs[i][1] / 10 for i in order], dtype=torch.float32)
     return fsa
-
-
-def random_lattice_arcs(
-    rng: random.Random,
-    num_states: Optional[int] = None,
-    num_words: int = NUM_WORDS,
-    eps_prob: float = 0.25,
-    extra_arcs: Optional[int] = None,
-) -> Tuple[List[Tuple[int, int, int, float, float]], int]:
-    """Random connected acyclic lattice with ties, epsilons and duplicate arcs.
-
-    States ``0 .. F-1`` carry word/epsilon arcs going forward, ``F`` is final (entered by -1 arcs).
-    Scores are multiples of 0.5 in a small range so ties are frequent and sums are exact.
-
-    Returns:
-        ``(arcs, final)`` with arcs ``(src, dst, label, am, lm)``.
-    """
-    n = num_states if num_states is not None else rng.randint(2, 7)
-    final = n
-    arcs: List[Tuple[int, int, int, float, float]] = []
-
-    def score() -> float:
-        return rng.choice([-2.0, -1.5, -1.0, -0.5, 0.0])
-
-    def label() -> int:
-        return 0 if rng.random() < eps_prob else rng.randint(1, num_words)
-
-    for t in range(1, n):  # every state reachable
-        arcs.append((rng.randrange(0, t), t, label(), score(), score()))
-    for s in range(0, n):  # every state co-reachable
-        if s == n - 1 or rng.random() < 0.3:
-            arcs.append((s, final, -1, score(), score()))
-        else:
-            arcs.append((s, rng.randint(s + 1, n - 1), label(), score(), score()))
-    for _ in range(extra_arcs if extra_arcs is not None else rng.randint(0, 2 * n)):
-        if n >= 2 and rng.random() < 0.85:
-            s = rng.randrange(0, n - 1)
-            arcs.append((s, rng.randint(s + 1, n - 1), label(), score(), score()))
-        else:
-            arcs.append((rng.randrange(0, n), final, -1, score(), score()))
-    if arcs and rng.random() < 0.5:  # an exact duplicate arc
-        arcs.append(rng.choice(arcs))
-    return arcs, final
 
 
 def enumerate_paths(fsa: k2.Fsa) -> Iterator[List[int]]:

@@ -46,7 +46,8 @@ def test_make_batches_is_deterministic_and_covers_everything():
 
 
 def test_lhotse_cutset_manifest_uses_supervision_texts(tmp_path):
-    from lhotse import CutSet, MonoCut, SupervisionSegment
+    lhotse = pytest.importorskip("lhotse")  # installed by make install; a bare GPU box may lack it
+    CutSet, MonoCut, SupervisionSegment = lhotse.CutSet, lhotse.MonoCut, lhotse.SupervisionSegment
 
     cuts = CutSet.from_cuts(
         MonoCut(id=f"c{i}", start=0, duration=1, channel=0,

@@ -3,17 +3,17 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import fields
 
 import k2
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rescore.arcs as arcs_module
 from rescore.arcs import Arcs, path_needs, unique_rows
-from rescore.grow import FitBeams, grow
 from tests.lattice_utils import enumerate_paths, fsa_from_arcs, random_lattice_arcs
+from tests.random_lattices import arcs_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,19 +52,16 @@ def test_unique_rows_is_exact_even_when_every_hash_collides(rows, collide, width
     assert uniq.shape[0] == len({tuple(r) for r in t.tolist()})
 
 
-@pytest.mark.parametrize("pruned", [False, True])
-def test_grow_on_any_device_equals_cpu(device, pruned):
-    rng = random.Random(3)
-    fsas = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng)) for _ in range(20)])
-    a = Arcs.from_fsas(fsas)
-    needs = path_needs(a, torch.tensor([rng.choice([0.0, 1.0, 2.0]) for _ in range(a.src.numel())]))
-    fit = (lambda dev: FitBeams(needs.to(dev), torch.tensor([2.0, 1.0, 0.0]))) if pruned else (lambda dev: None)
-    cpu = grow(a, 3, 100, a.labels, max_arcs=30, fit=fit("cpu"))
-    other = grow(a.to(device), 3, 100, a.labels.to(device), max_arcs=30, fit=fit(device))
-    for name in ("state_orig", "arc_src", "arc_dst", "arc_orig", "arc_hist", "arcs_per_fsa", "abandoned", "beam",
-                 "state_kept", "arc_kept"):
-        assert torch.equal(getattr(cpu, name), getattr(other, name).cpu()), name
-    assert (cpu.beam < float("inf")).any() if pruned else cpu.abandoned.any() and (~cpu.abandoned).any()
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 8))
+def test_the_k2_free_test_lattices_are_what_k2_gives(seed, n):
+    """tests/random_lattices.arcs_of (used by the k2-free device tests) equals Arcs.from_fsas."""
+    rng = random.Random(seed)
+    lattices = [random_lattice_arcs(rng) for _ in range(n)]
+    want = Arcs.from_fsas(k2.create_fsa_vec([fsa_from_arcs(*lat) for lat in lattices]))
+    got = arcs_of(lattices)
+    for f in fields(Arcs):
+        assert torch.equal(getattr(got, f.name), getattr(want, f.name)), f.name
 
 
 @settings(max_examples=30, deadline=None)
