@@ -174,8 +174,7 @@ def unique_rows(rows: Tensor, groups: Optional[Tensor] = None) -> Tuple[Tensor, 
             FSAs of its batch).
 
     Returns:
-        ``(unique rows [U, C] ordered by (group,) key, inverse [N])``; the representative of a
-        group of equal rows is its first row.
+        ``(unique rows [U, C] ordered by (group,) key, inverse [N])``.
     """
     if rows.shape[0] == 0:
         return rows, torch.zeros(0, dtype=torch.long, device=rows.device)
@@ -183,7 +182,9 @@ def unique_rows(rows: Tensor, groups: Optional[Tensor] = None) -> Tuple[Tensor, 
     keys = keys ^ (keys >> 29)
     if groups is not None:  # the group in the top bits, 40 bits of the key below it
         keys = (groups << 40) | ((keys >> 24) & ((1 << 40) - 1))
-    sorted_keys, order = torch.sort(keys, stable=True)  # one sort: groups, first rows, inverse
+    # one sort: groups, representatives, inverse. Not stable (faster): rows with equal keys are
+    # equal (checked below), so which of them represents the group changes nothing.
+    sorted_keys, order = torch.sort(keys)
     new_group = torch.ones_like(sorted_keys, dtype=torch.bool)
     new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
     inverse = torch.empty_like(order)
