@@ -68,7 +68,7 @@ class RescoreOptions:
             lattice's own scores alone.
         ctm: compute the 1-best's word times and confidences (``RescoreOutput.ctm``) when the
             lattices have times; for ``afp`` that is a forward-backward over the expanded
-            lattices (about a tenth of the rescoring time at ``max_arcs`` 200,000).
+            lattices (2.1 of 25 s at ``max_arcs`` 200,000 on bench/RESULTS.md 7.9's lattices).
     """
 
     method: str = "afp"
