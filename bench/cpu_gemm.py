@@ -7,6 +7,7 @@ Shapes: an LSTM step of the LM pass (rows x 200 -> 800, the section-6 models) an
 of a 20,000-word vocabulary (rows x 200 -> 20,000, the normaliser). One JSON line per setting and
 shape: GFLOP/s (median of 5 timings of ``--seconds`` / 5 each).
 """
+import importlib
 import json
 import os
 import statistics
@@ -21,9 +22,7 @@ SHAPES = [(2666, 200, 800), (8192, 200, 800), (2048, 200, 20000)]  # rows, in, o
 
 def measure(threads: int, seconds: float) -> None:
     """Time every shape in this process and print one JSON line each."""
-    from models.cpu_gemm import prefer_avx2_mkl  # importing models already calls it
-
-    prefer_avx2_mkl()  # sets MKL_DEBUG_CPU_TYPE on AMD unless already set
+    importlib.import_module("models")  # sets MKL_DEBUG_CPU_TYPE on AMD unless set (models/cpu_gemm.py)
     import torch
     import torch.nn.functional as F
 

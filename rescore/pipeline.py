@@ -246,11 +246,11 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     utt_ids = [batch.utt_ids[i] for i in kept]
     if opts.decode == "mbr":
         decided = mbr_decode(with_utterance_scales(fsas, posterior_scales(kept_scales)), [h[0].words for h in hyps])
-        out = RescoreOutput(utt_ids, hyps, sweep, best=[m.words for m in decided], ctm=_mbr_ctm(decided, utt_ids, batch) if opts.ctm else None)
+        out = RescoreOutput(utt_ids, hyps, sweep, best=[m.words for m in decided], ctm=_mbr_ctm(decided, utt_ids, batch, opts.ctm))
         out.stats["mbr_expected_errors"] = sum(m.expected_errors for m in decided)
         out.stats["viterbi_expected_errors"] = sum(m.viterbi_expected_errors for m in decided)
     else:
-        out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch) if opts.ctm else None)
+        out = RescoreOutput(utt_ids, hyps, sweep, ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch, opts.ctm))
     t3 = time.perf_counter()  # search: n-best, the sweep, and MBR or the CTM alignment
     if opts.keep_lattices:  # the headers say the scales of the 1-best, as Kaldi/HTK lattices do
         out.lattices = LatticeBatch(fsas, utt_ids, batch.symbols, scale_headers([batch.headers[i] for i in kept], kept_scales))
@@ -285,7 +285,7 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
         sweep[s] = [h[0].words for h in swept]
     utt_ids = [batch.utt_ids[i] for i in kept]
     out = RescoreOutput(utt_ids, hyps, sweep, failures=out_failures, pruned=out_pruned,
-                        ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch) if opts.ctm else None)
+                        ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch, opts.ctm))
     out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
                  "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps),
                  "expand_seconds": t1 - t0, "lm_seconds": t2 - t1}
@@ -293,16 +293,19 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
 
 
 def _ctm(fsas: k2.Fsa, utt_ids: List[str], hyps: List[List[Hypothesis]], scales: List[Scales],
-         batch: LatticeBatch) -> Optional[List[List[CtmWord]]]:
-    """CTM words of the 1-best hypotheses in ``fsas`` (None when the lattices have no times)."""
-    if not (hasattr(fsas, "start_times") and hasattr(fsas, "end_times")) or not utt_ids:
+         batch: LatticeBatch, wanted: bool) -> Optional[List[List[CtmWord]]]:
+    """CTM words of the 1-best hypotheses in ``fsas`` (None when not ``wanted`` or the lattices
+    have no times)."""
+    if not wanted or not (hasattr(fsas, "start_times") and hasattr(fsas, "end_times")) or not utt_ids:
         return None
     return ctm_words(with_utterance_scales(fsas, posterior_scales(scales)), utt_ids, [h[0].words for h in hyps], batch.symbols)
 
 
-def _mbr_ctm(decided: List[MbrHypothesis], utt_ids: List[str], batch: LatticeBatch) -> Optional[List[List[CtmWord]]]:
-    """CTM words of MBR decisions: the slots' expected times and posteriors (None without times)."""
-    if not decided or decided[0].start_times is None:
+def _mbr_ctm(decided: List[MbrHypothesis], utt_ids: List[str], batch: LatticeBatch,
+             wanted: bool) -> Optional[List[List[CtmWord]]]:
+    """CTM words of MBR decisions: the slots' expected times and posteriors (None when not
+    ``wanted`` or without times)."""
+    if not wanted or not decided or decided[0].start_times is None:
         return None
     return [[CtmWord(u, b, max(e - b, 0.0), batch.symbols.get(w), c)
              for w, c, b, e in zip(m.words, m.confidences, m.start_times, m.end_times)] for u, m in zip(utt_ids, decided)]
