@@ -60,15 +60,14 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
     from rescore.arc_scores import history_tokens
     from rescore.arcs import Arcs
 
-    token_of_symbol, tables = history_tokens(batch.symbols, [scorer])
-    labels = batch.fsas.labels.long()
-    tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
+    history = history_tokens(batch.symbols, [scorer])
+    tokens = history.of_labels(batch.fsas.labels)
     arcs = Arcs.from_fsas(batch.fsas)
     small = {k: v.to(torch.int32) for k, v in saved.items()}  # int32 on disk (fits a 64 MiB carry); int64 on load
     torch.save({**small, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept),
                 "arcs": {k: v if v.is_floating_point() else v.to(torch.int32) for k, v in arcs.__dict__.items()},
                 "tokens": tokens.to(torch.int32), "order": scorer.context,
-                "bos": len(tables[0]) - 1, "max_arcs": max_arcs}, out)
+                "bos": history.bos, "max_arcs": max_arcs}, out)
     click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {saved['histories'].shape[0]} distinct histories")
 
 

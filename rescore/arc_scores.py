@@ -1,4 +1,6 @@
 """Score every arc of an expanded lattice batch with an LM (AFP or n-gram) in one batched pass."""
+import math
+from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 import k2
@@ -18,26 +20,58 @@ def right_align(histories: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return aligned.masked_fill(positions >= lengths[:, None], 0), lengths
 
 
-def history_tokens(symbols: k2.SymbolTable, lms: Sequence[Scorer]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-    """History tokens for expansion: one token per distinct combination of the LMs' ids of a word.
+@dataclass
+class HistoryTokens:
+    """The tokens that lattice words add to expansion histories, for one or more LMs.
 
-    Lattice words that every LM maps to the same id (e.g. two words both ``<unk>``) share a token,
-    so they never split expanded states; words any LM tells apart get different tokens.
+    A word's token stands for its combination of LM ids: lattice words that every LM maps to the
+    same id (e.g. two words both ``<unk>``) share a token, so they never split expanded states;
+    words any LM tells apart get different tokens. Tokens are canonical: a word's token is a
+    function of its LM ids alone (mixed radix over the vocabularies, ``1 + sum_j id_j·stride_j``),
+    not of the other words of its batch, so an utterance expands to the same states in the same
+    order in any batch, shard or job, and paths of exactly equal score (homophones that the LM
+    maps to one id) break their tie the same way.
 
-    Returns:
-        ``(token_of_symbol [max symbol id + 1] int64 (0 for epsilon), tables)`` where ``tables[j]``
-        maps every token to ``lms[j]``'s id; the last token (``len(tables[j]) - 1``) is ``<s>``.
+    Attributes:
+        of_symbol: ``[max symbol id + 1]`` int64, the token of each word id (0 for epsilon).
+        sizes: the vocabulary size (softmax outputs) of each LM.
+        bos_ids: each LM's id of ``<s>``.
     """
+
+    of_symbol: torch.Tensor
+    sizes: List[int]
+    bos_ids: List[int]
+
+    @property
+    def bos(self) -> int:
+        """The token of ``<s>``, above every word's."""
+        return math.prod(self.sizes) + 1
+
+    def of_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[num_arcs]`` int64 tokens of arc ``labels`` (0 for epsilon and the final ``-1``)."""
+        labels = labels.long()
+        return torch.where(labels > 0, self.of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
+
+    def lm_ids(self, tokens: torch.Tensor, lm: int) -> torch.Tensor:
+        """LM ``lm``'s ids of ``tokens`` (word tokens or :attr:`bos`), any shape and device."""
+        stride = math.prod(self.sizes[:lm])
+        ids = torch.div(tokens - 1, stride, rounding_mode="floor") % self.sizes[lm]
+        return torch.where(tokens == self.bos, torch.full_like(tokens, self.bos_ids[lm]), ids)
+
+
+def history_tokens(symbols: k2.SymbolTable, lms: Sequence[Scorer]) -> HistoryTokens:
+    """The :class:`HistoryTokens` of the words of ``symbols`` for ``lms``."""
     ids = torch.stack([lm.symbol_ids(symbols) for lm in lms], dim=1)  # [symbols, LMs]
-    combos, token = torch.unique(ids[1:], dim=0, return_inverse=True)
-    token_of_symbol = torch.cat([torch.zeros(1, dtype=torch.long), token + 1])
-    tables = [torch.cat([torch.zeros(1, dtype=torch.long), combos[:, j], torch.tensor([lm.vocab.bos_id])]) for j, lm in enumerate(lms)]
-    return token_of_symbol, tables
+    sizes = [lm.vocab.size for lm in lms]
+    strides = torch.tensor([math.prod(sizes[:j]) for j in range(len(lms))], dtype=torch.long)
+    of_symbol = 1 + (ids * strides).sum(1)
+    of_symbol[0] = 0
+    return HistoryTokens(of_symbol, sizes, [lm.vocab.bos_id for lm in lms])
 
 
 def arc_lm_scores(
-    expansion: Expansion, scorer: Scorer, symbols: k2.SymbolTable, table: torch.Tensor, max_batch: int = 4096,
-    progress: bool = False,
+    expansion: Expansion, scorer: Scorer, symbols: k2.SymbolTable, tokens: HistoryTokens, lm: int = 0,
+    max_batch: int = 4096, progress: bool = False,
 ) -> Tuple[torch.Tensor, int]:
     """``log P(word | history)`` under ``scorer`` for every arc of an expansion, in one batched pass.
 
@@ -45,11 +79,10 @@ def arc_lm_scores(
     histories (after mapping to the LM's ids, so words it cannot tell apart merge) are scored once.
 
     Args:
-        expansion: from :func:`rescore.fit.expand_within`, histories in token space
-            (:func:`history_tokens`, ``<s>`` = ``len(table) - 1``).
+        expansion: from :func:`rescore.fit.expand_within`, histories in the token space of ``tokens``.
         scorer: the LM.
         symbols: the lattices' word table (arc labels).
-        table: ``[num tokens]`` token -> LM id (:func:`history_tokens`).
+        tokens: the history tokens, made for a list of LMs of which ``scorer`` is number ``lm``.
         max_batch: distinct histories per chunk of the LM computation.
         progress: show a progress bar over the chunks.
 
@@ -64,7 +97,7 @@ def arc_lm_scores(
     if not words.numel():
         return out, 0
     rows = expansion.histories[scored].to(scorer.device)  # deduplicated where the LM runs
-    rows = torch.where(rows == PAD, rows, table.to(rows.device)[rows.clamp(min=0)])
+    rows = torch.where(rows == PAD, rows, tokens.lm_ids(rows, lm))
     uniq, inverse = unique_rows(rows)
     hist, lengths = right_align(uniq)
     out[scored] = scorer.score(hist, lengths, inverse, words, max_batch, progress)

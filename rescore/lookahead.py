@@ -26,7 +26,7 @@ import torch
 from lattices.posteriors import arc_viterbi_scores
 from lattices.validate import arc_arrays
 
-from .arc_scores import arc_lm_scores
+from .arc_scores import HistoryTokens, arc_lm_scores
 from .expand import expand_histories
 from .scorers import Scorer
 
@@ -55,19 +55,19 @@ class Lookahead:
     """What the look-ahead needs besides the lattices.
 
     Attributes:
-        lms: the LMs and their token tables (:func:`rescore.arc_scores.history_tokens`).
+        lms: the LMs.
+        tokens: their history tokens (:func:`rescore.arc_scores.history_tokens` of ``lms``).
         weights: the scales of every input utterance and how the LMs and the lattices' own
             ``lm_scores`` combine (``weights.lm_weights`` in the order of ``lms``).
         symbols: the lattices' word table.
-        bos: the history token of ``<s>``.
         max_batch: distinct histories per LM chunk.
         device: where the order-1 expansion grows (default: that of the lattices).
     """
 
-    lms: Sequence[Tuple[Scorer, torch.Tensor]]
+    lms: Sequence[Scorer]
+    tokens: HistoryTokens
     weights: LookaheadWeights
     symbols: k2.SymbolTable
-    bos: int
     max_batch: int = 4096
     device: Optional[torch.device] = None
 
@@ -78,21 +78,20 @@ class Lookahead:
             fsas: FsaVec ``[utt][state][arc]``, the input utterances ``utts`` (indexes into
                 ``weights.scales``), with ``scores`` at their scales and ``lm_scores``. Not mutated.
             utts: ``[len(fsas)]`` the input index of each FSA.
-            tokens: ``[num_arcs]`` history tokens of the arcs (``token_of_symbol`` of
-                :func:`rescore.arc_scores.history_tokens` at their labels).
+            tokens: ``[num_arcs]`` history tokens of the arcs (:meth:`HistoryTokens.of_labels`).
 
         Returns:
             ``[num_arcs]`` float64, ``<= 0``, 0 on the look-ahead's best path (as
             :func:`lattices.posteriors.arc_viterbi_scores`).
         """
         assert tokens is not None, "the look-ahead needs the arcs' history tokens"
-        one = expand_histories(fsas, 1, self.bos, history_labels=tokens, device=self.device)
+        one = expand_histories(fsas, 1, self.tokens.bos, history_labels=tokens, device=self.device)
         arc_map = one.arc_map.to(fsas.scores.device)
         lattice_lm = fsas.lm_scores.double()[arc_map]
         la = self.weights.lattice_lm_weight * lattice_lm
-        for (lm, table), weight in zip(self.lms, self.weights.lm_weights):
+        for j, (lm, weight) in enumerate(zip(self.lms, self.weights.lm_weights)):
             if weight:
-                la = la + weight * arc_lm_scores(one, lm, self.symbols, table, self.max_batch)[0].double().to(la.device)
+                la = la + weight * arc_lm_scores(one, lm, self.symbols, self.tokens, j, self.max_batch)[0].double().to(la.device)
         lm_scale = torch.tensor([float(self.weights.scales[u][1]) for u in utts], dtype=torch.float64)
         per_arc = lm_scale[torch.from_numpy(arc_arrays(one.fsas).fsa_of_arc)].to(la.device)
         expanded = one.fsas.clone()

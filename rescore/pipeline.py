@@ -164,16 +164,14 @@ def expand_and_score(
     the first LM's device (:attr:`rescore.scorers.Scorer.device`), as its scores are computed."""
     t0 = time.perf_counter()
     device = lms[0].device
-    token_of_symbol, tables = history_tokens(symbols, lms)
-    labels = fsas.labels.long()
-    tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
-    bos = len(tables[0]) - 1
+    tokens = history_tokens(symbols, lms)
     la = None
     if lookahead is not None:
-        la = Lookahead(list(zip(lms, tables)), lookahead, symbols, bos, max_batch, device).viterbi
-    expansion, pruned, failures = expand_within(fsas, order, bos, tokens, max_arcs, prune_scores=la, device=device)
+        la = Lookahead(lms, tokens, lookahead, symbols, max_batch, device).viterbi
+    expansion, pruned, failures = expand_within(fsas, order, tokens.bos, tokens.of_labels(fsas.labels), max_arcs,
+                                                prune_scores=la, device=device)
     t1 = time.perf_counter()
-    scored = [arc_lm_scores(expansion, lm, symbols, table, max_batch, progress) for lm, table in zip(lms, tables)]
+    scored = [arc_lm_scores(expansion, lm, symbols, tokens, j, max_batch, progress) for j, lm in enumerate(lms)]
     return ScoredExpansion(expansion, pruned, failures, [s for s, _ in scored], scored[0][1], t1 - t0, time.perf_counter() - t1)
 
 

@@ -38,12 +38,33 @@ def test_history_tokens_merge_only_words_every_lm_confuses():
     _, vocab = lm_and_vocab(1)  # knows w1..w5
     small = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3), ("w1", 4)])
     symbols = k2.SymbolTable.from_str("<eps> 0\nw1 1\nw6 2\nw7 3\nw2 4")
-    tok, (t_big,) = history_tokens(symbols, [Scorer("big", vocab, 1)])
-    assert tok[2] == tok[3] and len(set(tok[1:].tolist())) == 3  # w6, w7: both <unk>
-    assert t_big[-1] == vocab.bos_id and t_big[tok[4]] == vocab.word2id["w2"]
-    tok2, (t_big2, t_small) = history_tokens(symbols, [Scorer("big", vocab, 1), Scorer("small", small, 1)])
+    one = history_tokens(symbols, [Scorer("big", vocab, 1)])
+    tok = one.of_symbol
+    assert tok[0] == 0 and tok[2] == tok[3] and len(set(tok[1:].tolist())) == 3  # w6, w7: both <unk>
+    assert one.bos > tok.max() and one.lm_ids(torch.tensor([one.bos]), 0).item() == vocab.bos_id
+    assert one.lm_ids(tok[4:], 0).item() == vocab.word2id["w2"]
+    two = history_tokens(symbols, [Scorer("big", vocab, 1), Scorer("small", small, 1)])
+    tok2 = two.of_symbol
     assert tok2[2] == tok2[3] and tok2[4] != tok2[2]  # w2 is <unk> for the small LM only: kept apart
-    assert t_small[tok2[4]] == small.unk_id and t_big2[tok2[4]] == vocab.word2id["w2"]
+    assert two.lm_ids(tok2[4:], 1).item() == small.unk_id and two.lm_ids(tok2[4:], 0).item() == vocab.word2id["w2"]
+    assert two.lm_ids(tok2[1:], 0).tolist() == lm_ids_for_symbols(symbols, vocab)[1:].tolist()
+    assert two.lm_ids(torch.tensor([two.bos]), 1).item() == small.bos_id and two.bos > tok2.max()
+
+
+def test_history_tokens_do_not_depend_on_the_other_words_of_the_batch():
+    """A word's token is a function of its LM ids only: two tables that number the same words
+    differently, and hold different other words, give each word the same token (and <s> too), so
+    an utterance's expansion does not depend on its batch."""
+    _, vocab = lm_and_vocab(1)
+    small = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3), ("w2", 4)])
+    lms = [Scorer("big", vocab, 1), Scorer("small", small, 1)]
+    a = k2.SymbolTable.from_str("<eps> 0\nw2 1\nw4 2\nzz 3")
+    b = k2.SymbolTable.from_str("<eps> 0\nw1 1\nw3 2\nw4 3\nw2 4\nw5 5\nzz 6")
+    for chosen in (lms[:1], lms):
+        ta, tb = history_tokens(a, chosen), history_tokens(b, chosen)
+        assert ta.bos == tb.bos
+        for w in ("w2", "w4", "zz"):
+            assert ta.of_symbol[a[w]] == tb.of_symbol[b[w]], w
 
 
 def test_right_align():

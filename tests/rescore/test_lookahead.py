@@ -28,13 +28,10 @@ def bigram(tmp_path_factory):
 
 def lookahead_viterbi(scorer, symbols, fsas, weight=1.0, lattice_lm_weight=0.0):
     """Lookahead.viterbi of all of ``fsas``, with the history tokens the pipeline gives it."""
-    token_of_symbol, tables = history_tokens(symbols, [scorer])
-    labels = fsas.labels.long()
-    tokens = torch.where(labels > 0, token_of_symbol[labels.clamp(min=0)], torch.zeros_like(labels))
+    tokens = history_tokens(symbols, [scorer])
     n = fsas.shape[0]
-    la = Lookahead([(scorer, tables[0])], LookaheadWeights([SCALES] * n, [weight], lattice_lm_weight), symbols,
-                   len(tables[0]) - 1)
-    return la.viterbi(fsas, list(range(n)), tokens)
+    la = Lookahead([scorer], tokens, LookaheadWeights([SCALES] * n, [weight], lattice_lm_weight), symbols)
+    return la.viterbi(fsas, list(range(n)), tokens.of_labels(fsas.labels))
 
 
 def random_batch(seed: int, n: int = 4) -> k2.Fsa:

@@ -171,3 +171,35 @@ def test_streamed_batches_never_see_their_symbol_table_change(tmp_path):
         assert batch.symbols._sym2id == at_yield  # unchanged since it was yielded
         for word, i in at_yield.items():
             assert ids.setdefault(word, i) == i  # the same id in every batch
+
+
+def test_exact_ties_break_the_same_way_in_every_batch(tmp_path):
+    """Two homophones the LM maps to one id (both <unk>) tie exactly. Streamed with a tiny
+    --batch-arcs, each copy of the tied lattice is read with a word table that has grown by a
+    word (the reader numbers each batch's new words): the 1-best must not depend on that, nor on
+    being read in one batch (it did when history tokens were numbered per table)."""
+    n = 24
+    vocab = Vocabulary([("<eps>", 0), ("<s>", 1), ("</s>", 2), ("<unk>", 3)] + [(f"w{i}", 3 + i) for i in range(1, n + 1)])
+    torch.manual_seed(0)
+    model = AFPLanguageModel(LMConfig(vocab_size=vocab.size, embed=4, hidden=4, cell="lstm", iterations=2))
+    save_checkpoint(str(tmp_path / "lm.pt"), model, vocab)
+    tied = [(0, 1, "xa"), (0, 2, "xb"), (1, 3, f"w{n}"), (2, 3, f"w{n}")]
+    lats = tmp_path / "lats"
+    for k in range(n):  # names sort as read: a tied copy, then a lattice with a word not seen yet
+        for name, arcs in ((f"{k:02d}a-tie", tied), (f"{k:02d}b-new", [(0, 1, f"w{k + 1}")])):
+            words = sorted({w for _, _, w in arcs})
+            symbols = k2.SymbolTable.from_str("\n".join(["<eps> 0"] + [f"{w} {i + 1}" for i, w in enumerate(words)]))
+            last = max(d for _, d, _ in arcs)
+            fsa = fsa_from_arcs([(s, d, symbols[w], -1.0, -1.0) for s, d, w in arcs] + [(last, last + 1, -1, 0.0, 0.0)], last + 1)
+            write_lattices(LatticeBatch(k2.create_fsa_vec([fsa]), [name], symbols), str(lats), "slf")
+    texts = {}
+    for batch_arcs in (1, 10**6):
+        out = tmp_path / f"out{batch_arcs}"
+        args = ["--lm", str(tmp_path / "lm.pt"), "--out", str(out), "--lm-scale", "2", "--no-progress", "--no-ctm",
+                "--batch-arcs", str(batch_arcs), str(lats)]
+        result = CliRunner().invoke(rescore_command, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        texts[batch_arcs] = dict(line.split(" ", 1) for line in open(out / "text").read().splitlines())
+    ties = {u: t for u, t in texts[1].items() if "tie" in u}
+    assert len(ties) == n and len(set(ties.values())) == 1, ties
+    assert texts[1] == texts[10**6]
