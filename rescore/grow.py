@@ -195,7 +195,8 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
             docstring); False: only when they cannot fit.
 
     Returns:
-        A :class:`Grown` on the device of ``arcs``.
+        A :class:`Grown` on the device of ``arcs`` (at order 1 without ``max_arcs`` on a
+        top-sorted input, :func:`grow_one`'s: the same expansion, states numbered otherwise).
 
     Raises:
         ValueError: for ``order < 1``, a ``tokens`` of the wrong shape, or a cycle.
@@ -204,6 +205,8 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         raise ValueError(f"expansion order must be >= 1, got {order}")
     if tokens.shape != arcs.labels.shape:
         raise ValueError(f"history_labels has shape {tuple(tokens.shape)}, expected {tuple(arcs.labels.shape)}")
+    if order == 1 and max_arcs is None and fit is None and bool((arcs.src < arcs.dst).all()):
+        return grow_one(arcs, bos, tokens)  # the same expansion, without a step per level
     device = arcs.device
     tokens = torch.where(arcs.labels == -1, torch.full_like(tokens, FINAL), tokens.to(device).long())
     levels = arcs.levels()
@@ -310,3 +313,52 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         arc_kept = cat(arc_need, 0, dtype=torch.float64) <= beam[fsa_of_arc[arc_orig_all]]
     return Grown(state_orig, cat(arc_src, 0), arc_dst, arc_orig_all, cat(arc_hist, 0, order), arcs_per_fsa, abandoned,
                  beam, widest_unproven, state_kept, arc_kept)
+
+
+def grow_one(arcs: Arcs, bos: int, tokens: Tensor) -> Grown:
+    """:func:`grow` at order 1 without a bound, in a few vectorised steps instead of one per level.
+
+    At order 1 an expanded state is (original state, last token), and a word arc sets the last
+    token whatever came before, so the expanded states are: each start state with ``<s>``, the
+    destination of every word arc with its word, that of every final arc with ``FINAL``, and
+    whatever epsilon arcs carry on from their sources: only the epsilon arcs are followed, one
+    round per epsilon arc on the longest chain of them. States come ordered by (original state,
+    token), so in topological order for a top-sorted input, and their arcs in input order. The
+    expansion is :func:`grow`'s (order 1, no ``max_arcs``) up to the numbering of its states.
+
+    Args, Returns, Raises: as for :func:`grow` (``order = 1``, ``arcs`` top-sorted: every arc
+    from a lower to a higher state; nothing is pruned or abandoned).
+    """
+    if tokens.shape != arcs.labels.shape:
+        raise ValueError(f"history_labels has shape {tuple(tokens.shape)}, expected {tuple(arcs.labels.shape)}")
+    device = arcs.device
+    tokens = torch.where(arcs.labels == -1, torch.full_like(tokens, FINAL), tokens.to(device).long())
+    n, num_fsas = arcs.num_states, arcs.num_fsas
+    assert bool((arcs.src < arcs.dst).all()), "grow_one needs a top-sorted input"
+    # a pair (state, token) is one int64 key: state * radix + token - FINAL
+    radix = max(int(tokens.max()) if tokens.numel() else 0, bos) - FINAL + 1
+    assert n * radix < 2 ** 62, "too many states x tokens for one int64 key"
+    starts = arcs.state_splits[:-1][arcs.state_splits.diff() > 0]
+    sets = (tokens > 0) | (tokens == FINAL)  # the arcs that set the last token; the others carry it on
+    keys = torch.cat([starts * radix + bos - FINAL, arcs.dst[sets] * radix + tokens[sets] - FINAL]).unique()
+    eps = torch.nonzero(~sets).squeeze(1)
+    eps = eps[torch.argsort(arcs.src[eps], stable=True)]
+    eps_splits = torch.zeros(n + 1, dtype=torch.long, device=device)
+    eps_splits[1:] = torch.cumsum(torch.bincount(arcs.src[eps], minlength=n), 0)
+    found, new = [keys], keys
+    while new.numel():  # carry the pairs found last round over the epsilon arcs out of their states
+        owner, out = out_arcs(eps_splits, torch.div(new, radix, rounding_mode="floor"))
+        new = (arcs.dst[eps[out]] * radix + new[owner] % radix).unique()
+        found.append(new)  # a pair found again later is carried again: acyclic, so this ends
+    keys = torch.cat(found).unique()
+    state_orig = torch.div(keys, radix, rounding_mode="floor")
+    last = keys % radix + FINAL
+    owner, out = out_arcs(arcs.arc_splits, state_orig)
+    tok = tokens[out]
+    nxt = torch.where(sets[out], tok, last[owner])
+    arc_dst = torch.searchsorted(keys, arcs.dst[out] * radix + nxt - FINAL)
+    ones = lambda m: torch.ones(m, dtype=torch.bool, device=device)  # noqa: E731
+    inf = torch.full((num_fsas,), float("inf"), dtype=torch.float64, device=device)
+    return Grown(state_orig, owner, arc_dst, out, last[owner][:, None], torch.bincount(arcs.state_fsa()[arcs.src[out]], minlength=num_fsas),
+                 torch.zeros(num_fsas, dtype=torch.bool, device=device), inf, inf.clone(), ones(keys.numel()), ones(out.numel()))
+

@@ -96,3 +96,28 @@ def test_path_needs_is_the_smallest_bottleneck_over_complete_paths(seed, n):
                 expected[first + a] = min(expected[first + a], worst)
         first += fsa.num_arcs
     assert path_needs(Arcs.from_fsas(fsas), cost).tolist() == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 8), eps=st.sampled_from([0.0, 0.3, 0.8]))
+def test_order_one_without_levels_is_the_level_by_level_expansion(seed, n, eps):
+    """grow_one (order 1, unbounded) builds the arcs grow builds level by level (forced with a
+    max_arcs that binds nothing), each with the same history, only numbered otherwise; its states
+    come in topological order and every arc leads to the state of its next history."""
+    from rescore.grow import FINAL, grow, grow_one
+
+    rng = random.Random(seed)
+    a = arcs_of([random_lattice_arcs(rng, num_states=rng.randint(2, 9), eps_prob=eps) for _ in range(n)])
+    tokens = torch.where(a.labels > 0, a.labels * 7, torch.zeros_like(a.labels))  # sparse, like canonical tokens
+    fast, slow = grow_one(a, 500, tokens), grow(a, 1, 500, tokens, max_arcs=10**9)
+    assert sorted(zip(fast.arc_orig.tolist(), fast.arc_hist[:, 0].tolist())) == \
+        sorted(zip(slow.arc_orig.tolist(), slow.arc_hist[:, 0].tolist()))
+    assert fast.state_orig.numel() == slow.state_orig.numel()
+    assert (fast.state_orig.diff() >= 0).all()  # by original state: topological
+    assert torch.equal(fast.state_orig[fast.arc_src], a.src[fast.arc_orig])
+    assert torch.equal(fast.state_orig[fast.arc_dst], a.dst[fast.arc_orig])
+    tok = tokens[fast.arc_orig]
+    nxt = torch.where(tok > 0, tok, torch.where(a.labels[fast.arc_orig] == -1, torch.full_like(tok, FINAL), fast.arc_hist[:, 0]))
+    hist_of_state = torch.full((fast.state_orig.numel(),), FINAL).scatter_(0, fast.arc_src, fast.arc_hist[:, 0])
+    assert torch.equal(hist_of_state[fast.arc_dst], nxt)
+    assert torch.equal(fast.arcs_per_fsa, slow.arcs_per_fsa)
