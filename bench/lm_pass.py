@@ -19,6 +19,7 @@ The GPU machine has no k2, so the work is split in two:
 import json
 import statistics
 import time
+from dataclasses import fields
 
 import click
 import torch
@@ -63,9 +64,10 @@ def dump(lattices, lm: str, out: str, max_arcs: int) -> None:
     history = history_tokens(batch.symbols, [scorer])
     tokens = history.of_labels(batch.fsas.labels)
     arcs = Arcs.from_fsas(batch.fsas)
+    plain = {f.name: getattr(arcs, f.name) for f in fields(Arcs)}  # its fields (not a cached levels)
     small = {k: v.to(torch.int32) for k, v in saved.items()}  # int32 on disk (fits a 64 MiB carry); int64 on load
     torch.save({**small, "expanded_arcs": int(exp.fsas.num_arcs), "lattices": len(exp.kept),
-                "arcs": {k: v if v.is_floating_point() else v.to(torch.int32) for k, v in arcs.__dict__.items()},
+                "arcs": {k: v if v.is_floating_point() else v.to(torch.int32) for k, v in plain.items()},
                 "tokens": tokens.to(torch.int32), "order": scorer.context,
                 "bos": history.bos, "max_arcs": max_arcs}, out)
     click.echo(f"{out}: {len(exp.kept)} lattices, {exp.fsas.num_arcs} expanded arcs, {saved['histories'].shape[0]} distinct histories")

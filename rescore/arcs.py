@@ -46,7 +46,35 @@ class Arcs:
         return cls(state_splits, arc_splits, src, dst, values[:, 2].long(), fsas.scores.detach().float())
 
     def to(self, device) -> "Arcs":
-        return Arcs(*(getattr(self, f.name).to(device) for f in fields(self)))
+        if torch.device(device) == self.device:  # itself, with what it has computed
+            return self
+        moved = Arcs(*(getattr(self, f.name).to(device) for f in fields(self)))
+        if "levels" in self.__dict__:  # computed already: moved with the rest
+            moved.__dict__["levels"] = self.levels.to(device)
+        return moved
+
+    def select(self, fsas: Tensor) -> Tuple["Arcs", Tensor]:
+        """The FSAs ``fsas`` as a batch of their own (their levels too, when computed).
+
+        Args:
+            fsas: ``[n]`` int64 FSA indexes, in the order wanted.
+
+        Returns:
+            ``(arcs, input_arc)``: the new batch, and ``[its num_arcs]`` the index in ``self`` of
+            each of its arcs.
+        """
+        fsas = fsas.to(self.device).long()
+        owner, states = out_arcs(self.state_splits, fsas)  # the FSAs' states, FSA by FSA
+        state_splits = torch.cat([torch.zeros(1, dtype=torch.long, device=self.device),
+                                  torch.cumsum(self.state_splits[fsas + 1] - self.state_splits[fsas], 0)])
+        state_owner, arcs = out_arcs(self.arc_splits, states)
+        arc_splits = torch.cat([torch.zeros(1, dtype=torch.long, device=self.device),
+                                torch.cumsum(self.arc_splits[states + 1] - self.arc_splits[states], 0)])
+        shift = (state_splits[:-1] - self.state_splits[fsas])[owner[state_owner]]  # old -> new state ids
+        out = Arcs(state_splits, arc_splits, state_owner, self.dst[arcs] + shift, self.labels[arcs], self.scores[arcs])
+        if "levels" in self.__dict__:
+            out.__dict__["levels"] = self.levels[states]
+        return out, arcs
 
     @property
     def device(self) -> torch.device:
@@ -68,8 +96,10 @@ class Arcs:
         """``[num_arcs]`` int64, the FSA of each arc."""
         return self.state_fsa()[self.src]
 
+    @functools.cached_property
     def levels(self) -> Tensor:
-        """Kahn's algorithm over the whole batch at once (vectorised per level).
+        """Kahn's algorithm over the whole batch at once (vectorised per level), computed once
+        per batch (kept by :meth:`to` and :meth:`select`).
 
         Returns:
             ``[num_states]`` int64: the length in arcs of the longest path reaching each state
@@ -100,7 +130,7 @@ class Arcs:
         arcs end: level l's arcs are ``order[ends[l]:ends[l + 1]]``, empty levels included.
 
         Args:
-            levels: ``[num_states]`` from :meth:`levels`, without ``-1`` (acyclic).
+            levels: ``[num_states]``, :attr:`levels` without ``-1`` (acyclic).
 
         Returns:
             ``(order [num_arcs] int64, ends)`` with ``len(ends) = levels.max() + 2``.
@@ -128,7 +158,7 @@ def path_needs(arcs: Arcs, cost: Tensor) -> Tensor:
     """
     cost = cost.to(torch.float64)
     n = arcs.num_states
-    order, ends = arcs.by_source_level(arcs.levels())
+    order, ends = arcs.by_source_level(arcs.levels)
     groups = [order[lo:hi] for lo, hi in zip(ends[:-1], ends[1:])]
     inf = torch.tensor(float("inf"), dtype=torch.float64, device=arcs.device)
     # fwd[s]: best bottleneck from a start state to s; bwd[s]: from s to a final state

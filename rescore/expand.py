@@ -57,6 +57,7 @@ class Expansion:
 def expand_histories(
     fsas: k2.Fsa, order: int, bos: int, history_labels: Optional[torch.Tensor] = None, max_arcs: Optional[int] = None,
     fit: Optional[FitBeams] = None, predict: bool = False, device: Optional[torch.device] = None,
+    arcs: Optional[Arcs] = None,
 ) -> Expansion:
     """Expand every lattice so that each arc has a unique ``order``-token history.
 
@@ -78,11 +79,13 @@ def expand_histories(
         device: where to grow the expansion (default: that of ``fsas``), e.g. the LM's GPU when
             k2 has no CUDA: the growth needs only the plain tensors of :class:`~rescore.arcs.Arcs`.
             The result is assembled on the device of ``fsas``.
+        arcs: ``Arcs.from_fsas(fsas)`` when the caller has it (with its levels computed, from
+            :meth:`~rescore.arcs.Arcs.select` of a larger batch, say); default: taken here.
 
     Returns:
         An :class:`Expansion`.
     """
-    arcs = Arcs.from_fsas(fsas)  # taken once; growing and assembling both use it
+    arcs = Arcs.from_fsas(fsas) if arcs is None else arcs  # taken once; growing and assembling both use it
     return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit, predict, device), order)
 
 

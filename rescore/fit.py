@@ -125,8 +125,9 @@ def expand_within(
     if max_arcs is not None and max_arcs < 1:
         raise ValueError(f"max_arcs must be >= 1, got {max_arcs}")
 
+    batch_arcs = Arcs.from_fsas(fsas)  # taken once: the passes below select from it, levels included
     first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs, predict=predict,
-                             device=device)
+                             device=device, arcs=batch_arcs)
     failures: Dict[int, str] = {
         i: f"utterance {i}: empty lattice (no states), nothing to expand"
         for i in range(fsas.shape[0]) if i not in first.too_large and i not in first.kept}
@@ -136,14 +137,15 @@ def expand_within(
 
     over = sorted(first.too_large)
     sub = select_lattices(fsas, over)
-    input_arc = torch.from_numpy(out_arcs(fsa_arc_splits(fsas), np.asarray(over))[1])  # [sub arc]
+    sub_arcs, input_arc = batch_arcs.select(torch.tensor(over))
+    input_arc = input_arc.cpu()  # [sub arc]
     tokens = None if history_labels is None else history_labels.cpu()[input_arc]
     viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(sub, over, tokens)
     cost = torch.where(best_path_arcs(sub, viterbi), torch.zeros_like(viterbi), -viterbi)
-    needs = path_needs(Arcs.from_fsas(sub), cost.to(sub.scores.device))
+    needs = path_needs(sub_arcs, cost.to(sub.scores.device))
     widths = torch.tensor(beams, dtype=torch.float64)
     refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs, fit=FitBeams(needs, widths),
-                             predict=predict, device=device)
+                             predict=predict, device=device, arcs=sub_arcs)
     assert predict or not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
     size = dict(zip(refit.kept, counts_per_fsa(refit.fsas, 2)))  # by position in over
     beam = dict(refit.beams)
@@ -151,12 +153,13 @@ def expand_within(
     parts = [(first, first.kept, None), (refit, [over[u] for u in refit.kept], input_arc)]
     recheck = [u for u in refit.kept if u in refit.unproven and size[u] <= RECHECK_BELOW * max_arcs]
     if recheck:  # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
-        arcs = torch.from_numpy(out_arcs(fsa_arc_splits(sub), np.asarray(recheck))[1])
+        recheck_arcs, arcs = sub_arcs.select(torch.tensor(recheck))
+        arcs = arcs.cpu()
         # from the widest beam not proven too large: the wider ones were (by a lower bound)
         start = torch.tensor([refit.unproven[u] for u in recheck], dtype=torch.float64)
         exact = expand_histories(select_lattices(sub, recheck), order, bos, max_arcs=max_arcs,
                                  fit=FitBeams(needs[arcs], widths, start), history_labels=None if tokens is None else tokens[arcs],
-                                 device=device)
+                                 device=device, arcs=recheck_arcs)
         assert len(exact.kept) == len(recheck), "an utterance that fitted at one beam must fit exactly"
         size.update(zip(recheck, counts_per_fsa(exact.fsas, 2)))
         for k, u in enumerate(recheck):

@@ -209,7 +209,7 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         return grow_one(arcs, bos, tokens)  # the same expansion, without a step per level
     device = arcs.device
     tokens = torch.where(arcs.labels == -1, torch.full_like(tokens, FINAL), tokens.to(device).long())
-    levels = arcs.levels()
+    levels = arcs.levels
     if (levels < 0).any():
         raise ValueError("expand_histories: input has a cycle (run lattices.validate first)")
     state_fsa = arcs.state_fsa()

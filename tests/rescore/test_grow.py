@@ -75,7 +75,7 @@ def test_levels_are_longest_path_lengths(seed, n):
     expected = [0] * a.num_states
     for s, d in sorted(zip(a.src.tolist(), a.dst.tolist()), key=lambda e: e[1]):  # top-sorted: src < dst
         expected[d] = max(expected[d], expected[s] + 1)
-    assert a.levels().tolist() == expected
+    assert a.levels.tolist() == expected
 
 
 @settings(max_examples=30, deadline=None)
@@ -121,3 +121,22 @@ def test_order_one_without_levels_is_the_level_by_level_expansion(seed, n, eps):
     hist_of_state = torch.full((fast.state_orig.numel(),), FINAL).scatter_(0, fast.arc_src, fast.arc_hist[:, 0])
     assert torch.equal(hist_of_state[fast.arc_dst], nxt)
     assert torch.equal(fast.arcs_per_fsa, slow.arcs_per_fsa)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 8), data=st.data())
+def test_select_is_the_batch_of_the_chosen_lattices(seed, n, data):
+    """Arcs.select equals the Arcs of the chosen lattices alone, and keeps the levels computed."""
+    rng = random.Random(seed)
+    lattices = [random_lattice_arcs(rng) for _ in range(n)]
+    chosen = data.draw(st.lists(st.integers(0, n - 1), unique=True))
+    whole = arcs_of(lattices)
+    levels = whole.levels
+    got, input_arc = whole.select(torch.tensor(chosen, dtype=torch.long))
+    assert "levels" in got.__dict__  # carried over, not computed again
+    want = arcs_of([lattices[i] for i in chosen])
+    for f in fields(Arcs):
+        assert torch.equal(getattr(got, f.name), getattr(want, f.name)), f.name
+    assert torch.equal(got.levels, want.levels)
+    assert torch.equal(whole.labels[input_arc], got.labels) and torch.equal(whole.scores[input_arc], got.scores)
+    assert levels is whole.levels
