@@ -196,7 +196,7 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
 
     Returns:
         A :class:`Grown` on the device of ``arcs`` (at order 1 without ``max_arcs`` on a
-        top-sorted input, :func:`grow_one`'s: the same expansion, states numbered otherwise).
+        top-sorted input, :func:`_grow_one`'s: the same expansion, states numbered otherwise).
 
     Raises:
         ValueError: for ``order < 1``, a ``tokens`` of the wrong shape, or a cycle.
@@ -205,10 +205,10 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
         raise ValueError(f"expansion order must be >= 1, got {order}")
     if tokens.shape != arcs.labels.shape:
         raise ValueError(f"history_labels has shape {tuple(tokens.shape)}, expected {tuple(arcs.labels.shape)}")
-    if order == 1 and max_arcs is None and fit is None and bool((arcs.src < arcs.dst).all()):
-        return grow_one(arcs, bos, tokens)  # the same expansion, without a step per level
     device = arcs.device
     tokens = torch.where(arcs.labels == -1, torch.full_like(tokens, FINAL), tokens.to(device).long())
+    if order == 1 and max_arcs is None and fit is None and bool((arcs.src < arcs.dst).all()):
+        return _grow_one(arcs, bos, tokens)  # the same expansion, without a step per level
     levels = arcs.levels
     if (levels < 0).any():
         raise ValueError("expand_histories: input has a cycle (run lattices.validate first)")
@@ -315,7 +315,7 @@ def grow(arcs: Arcs, order: int, bos: int, tokens: Tensor, max_arcs: Optional[in
                  beam, widest_unproven, state_kept, arc_kept)
 
 
-def grow_one(arcs: Arcs, bos: int, tokens: Tensor) -> Grown:
+def _grow_one(arcs: Arcs, bos: int, tokens: Tensor) -> Grown:
     """:func:`grow` at order 1 without a bound, in a few vectorised steps instead of one per level.
 
     At order 1 an expanded state is (original state, last token), and a word arc sets the last
@@ -326,23 +326,19 @@ def grow_one(arcs: Arcs, bos: int, tokens: Tensor) -> Grown:
     token), so in topological order for a top-sorted input, and their arcs in input order. The
     expansion is :func:`grow`'s (order 1, no ``max_arcs``) up to the numbering of its states.
 
-    Args, Returns, Raises: as for :func:`grow` (``order = 1``, ``arcs`` top-sorted: every arc
-    from a lower to a higher state; nothing is pruned or abandoned).
+    Called by :func:`grow`, which checked its arguments, found ``arcs`` top-sorted (every arc from
+    a lower to a higher state) and gave ``tokens`` ``FINAL`` on the final arcs; returns what it
+    returns (nothing is pruned or abandoned).
     """
-    if tokens.shape != arcs.labels.shape:
-        raise ValueError(f"history_labels has shape {tuple(tokens.shape)}, expected {tuple(arcs.labels.shape)}")
     device = arcs.device
-    tokens = torch.where(arcs.labels == -1, torch.full_like(tokens, FINAL), tokens.to(device).long())
     n, num_fsas = arcs.num_states, arcs.num_fsas
-    assert bool((arcs.src < arcs.dst).all()), "grow_one needs a top-sorted input"
     # a pair (state, token) is one int64 key: state * radix + token - FINAL
     radix = max(int(tokens.max()) if tokens.numel() else 0, bos) - FINAL + 1
     assert n * radix < 2 ** 62, "too many states x tokens for one int64 key"
     starts = arcs.state_splits[:-1][arcs.state_splits.diff() > 0]
     sets = (tokens > 0) | (tokens == FINAL)  # the arcs that set the last token; the others carry it on
     keys = torch.cat([starts * radix + bos - FINAL, arcs.dst[sets] * radix + tokens[sets] - FINAL]).unique()
-    eps = torch.nonzero(~sets).squeeze(1)
-    eps = eps[torch.argsort(arcs.src[eps], stable=True)]
+    eps = torch.nonzero(~sets).squeeze(1)  # grouped by source, as all arcs are
     eps_splits = torch.zeros(n + 1, dtype=torch.long, device=device)
     eps_splits[1:] = torch.cumsum(torch.bincount(arcs.src[eps], minlength=n), 0)
     found, new = [keys], keys
@@ -359,6 +355,5 @@ def grow_one(arcs: Arcs, bos: int, tokens: Tensor) -> Grown:
     arc_dst = torch.searchsorted(keys, arcs.dst[out] * radix + nxt - FINAL)
     ones = lambda m: torch.ones(m, dtype=torch.bool, device=device)  # noqa: E731
     inf = torch.full((num_fsas,), float("inf"), dtype=torch.float64, device=device)
-    return Grown(state_orig, owner, arc_dst, out, last[owner][:, None], torch.bincount(arcs.state_fsa()[arcs.src[out]], minlength=num_fsas),
+    return Grown(state_orig, owner, arc_dst, out, last[owner][:, None], torch.bincount(arcs.fsa_of_arc()[out], minlength=num_fsas),
                  torch.zeros(num_fsas, dtype=torch.bool, device=device), inf, inf.clone(), ones(keys.numel()), ones(out.numel()))
-

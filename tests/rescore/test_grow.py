@@ -101,15 +101,16 @@ def test_path_needs_is_the_smallest_bottleneck_over_complete_paths(seed, n):
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10**6), n=st.integers(1, 8), eps=st.sampled_from([0.0, 0.3, 0.8]))
 def test_order_one_without_levels_is_the_level_by_level_expansion(seed, n, eps):
-    """grow_one (order 1, unbounded) builds the arcs grow builds level by level (forced with a
-    max_arcs that binds nothing), each with the same history, only numbered otherwise; its states
-    come in topological order and every arc leads to the state of its next history."""
-    from rescore.grow import FINAL, grow, grow_one
+    """grow at order 1 without a bound (rescore.grow._grow_one) builds the arcs grow builds level
+    by level (forced with a max_arcs that binds nothing), each with the same history, only
+    numbered otherwise; its states come in topological order and every arc leads to the state of
+    its next history."""
+    from rescore.grow import FINAL, grow
 
     rng = random.Random(seed)
     a = arcs_of([random_lattice_arcs(rng, num_states=rng.randint(2, 9), eps_prob=eps) for _ in range(n)])
     tokens = torch.where(a.labels > 0, a.labels * 7, torch.zeros_like(a.labels))  # sparse, like canonical tokens
-    fast, slow = grow_one(a, 500, tokens), grow(a, 1, 500, tokens, max_arcs=10**9)
+    fast, slow = grow(a, 1, 500, tokens), grow(a, 1, 500, tokens, max_arcs=10**9)
     assert sorted(zip(fast.arc_orig.tolist(), fast.arc_hist[:, 0].tolist())) == \
         sorted(zip(slow.arc_orig.tolist(), slow.arc_hist[:, 0].tolist()))
     assert fast.state_orig.numel() == slow.state_orig.numel()
