@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .lm import AFPLanguageModel
-from .recurrence import cell_step, input_projection
+from .recurrence import cell_update, hidden_projection, input_projection
 
 
 @dataclass
@@ -141,41 +141,81 @@ def word_input_table(model: AFPLanguageModel, max_bytes: int = INPUT_TABLE_BYTES
     return input_projection(layer, model.embedding.weight)
 
 
+# Tree nodes per cell update on the CPU: a depth's nodes are updated in blocks of this many, so that
+# a block's gate activations (512 x 4H floats, 1.6 MB at H = 200) stay in cache across the
+# elementwise ops instead of streaming through memory once per op; 256 to 1,024 are as fast at
+# H = 128 to 512, whole depths (up to 4,096 nodes) about 2x slower (bench/RESULTS.md 7.11). On
+# CUDA one block per depth.
+CPU_CELL_ROWS = 512
+
+
 @torch.no_grad()
-def prefix_tree_states(model: AFPLanguageModel, tree: PrefixTree, input_table: Optional[Tensor] = None) -> Tensor:
+def prefix_tree_states(model: AFPLanguageModel, tree: PrefixTree, input_table: Optional[Tensor] = None,
+                       block_rows: Optional[int] = None) -> Tensor:
     """Last-layer state at the end of every history, one cell step per tree node and layer.
 
     Equals the exact stacked RNN run from the zero state over each (truncated) history, i.e.
-    the AFP-K state when the tree was built with ``context=K`` (eval mode: no dropout).
+    the AFP-K state when the tree was built with ``context=K`` (eval mode: no dropout). A node's
+    recurrent product ``W_hh h + b_hh`` is that of its parent's state: it is computed once per
+    parent, not once per child (a depth-K node of a lattice's tree has about 4 siblings), and not
+    at all for the nodes of the last depth.
 
     Args:
         input_table: :func:`word_input_table` of ``model`` (None: projections computed per step).
+        block_rows: nodes per batched cell update (default: :data:`CPU_CELL_ROWS` on the CPU, a
+            whole depth on CUDA).
 
     Returns:
         ``[U, H]`` states in sorted order (row r is history ``tree.order[r]``), on the model's device.
     """
     device = model.output.weight.device
     dtype = model.output.weight.dtype
-    layers, cell = model.layers, model.config.cell
     U, H = tree.order.numel(), model.config.hidden
     out = torch.empty(U, H, device=device, dtype=dtype)
     zero = torch.zeros(1, H, device=device, dtype=dtype)
+    layers = model.layers
     h: List[Tensor] = [zero] * len(layers)
-    c: List[Optional[Tensor]] = [zero if cell == "lstm" else None] * len(layers)
+    c: List[Optional[Tensor]] = [zero if model.config.cell == "lstm" else None] * len(layers)
     lens = tree.lengths.to(device)
+    leaf = tree.leaf.to(device)
+    rows = block_rows or (CPU_CELL_ROWS if device.type == "cpu" else None)
     for d, (tok, par) in enumerate(zip(tree.tokens, tree.parents)):
         tok, par = tok.to(device), par.to(device)
-        x_proj = input_table[tok] if input_table is not None else input_projection(layers[0], model.embedding(tok))
-        new_h: List[Tensor] = []
-        new_c: List[Optional[Tensor]] = []
-        for li, layer in enumerate(layers):
-            if li > 0:
-                x_proj = input_projection(layer, new_h[-1])
-            prev_c = c[li][par] if c[li] is not None else None  # type: ignore[index]
-            hn, cn = cell_step(cell, layer, x_proj, h[li][par], prev_c)
-            new_h.append(hn)
-            new_c.append(cn)
-        h, c = new_h, new_c
+        hh = [hidden_projection(layer, h[li]) for li, layer in enumerate(layers)]  # of the parents
+        step = rows or max(tok.numel(), 1)
+        blocks = [_update_nodes(model, tok[lo:lo + step], par[lo:lo + step], hh, h, c, input_table)
+                  for lo in range(0, tok.numel(), step)]
+        if len(blocks) == 1:
+            h, c = blocks[0]
+        else:
+            h = [torch.cat([b[0][li] for b in blocks]) for li in range(len(layers))]
+            c = [None if c[li] is None else torch.cat([b[1][li] for b in blocks]) for li in range(len(layers))]
         ends = torch.nonzero(lens == d + 1).squeeze(1)
-        out[ends] = h[-1][tree.leaf.to(device)[ends]]
+        out[ends] = h[-1][leaf[ends]]
     return out
+
+
+def _update_nodes(model: AFPLanguageModel, tok: Tensor, par: Tensor, hh: List[Tensor], h: List[Tensor],
+                  c: List[Optional[Tensor]], input_table: Optional[Tensor]) -> Tuple[List[Tensor], List[Optional[Tensor]]]:
+    """One cell update of every layer for some nodes of one depth.
+
+    Args:
+        tok, par: ``[n]`` the nodes' tokens and their parents (rows of ``hh``, ``h`` and ``c``).
+        hh, h, c: per layer, the parents' recurrent products ``[parents, gates*H]``, hidden states and
+            (LSTM) cells ``[parents, H]``.
+
+    Returns:
+        ``(h, c)`` per layer, ``[n, H]`` each (``c`` None but for an LSTM).
+    """
+    layers, cell = model.layers, model.config.cell
+    x_proj = input_table[tok] if input_table is not None else input_projection(layers[0], model.embedding(tok))
+    new_h: List[Tensor] = []
+    new_c: List[Optional[Tensor]] = []
+    for li, layer in enumerate(layers):
+        if li > 0:
+            x_proj = input_projection(layer, new_h[-1])
+        prev_c = c[li][par] if c[li] is not None else None  # type: ignore[index]
+        hn, cn = cell_update(cell, x_proj, hh[li][par], h[li][par] if cell == "gru" else None, prev_c)
+        new_h.append(hn)
+        new_c.append(cn)
+    return new_h, new_c

@@ -44,6 +44,11 @@ def input_projection(layer: nn.Module, x: Tensor) -> Tensor:
     return F.linear(x, layer.weight_ih_l0, layer.bias_ih_l0)
 
 
+def hidden_projection(layer: nn.Module, h: Tensor) -> Tensor:
+    """``W_hh h + b_hh``: ``[..., hidden] -> [..., gates*hidden]``."""
+    return F.linear(h, layer.weight_hh_l0, layer.bias_hh_l0)
+
+
 def cell_step(cell: str, layer: nn.Module, x_proj: Tensor, h: Tensor, c: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     """Apply one cell update at every position at once (torch's gate order and formulas).
 
@@ -56,12 +61,23 @@ def cell_step(cell: str, layer: nn.Module, x_proj: Tensor, h: Tensor, c: Optiona
     Returns:
         ``(h_new, c_new)`` with the shapes of ``h`` and ``c``.
     """
-    hh = F.linear(h, layer.weight_hh_l0, layer.bias_hh_l0)
+    return cell_update(cell, x_proj, hidden_projection(layer, h), h, c)
+
+
+def cell_update(cell: str, x_proj: Tensor, hh: Tensor, h: Optional[Tensor], c: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    """:func:`cell_step` given the hidden projection ``hh`` (``[..., gates*H]``, from
+    :func:`hidden_projection` of ``h``), e.g. computed once for a state that several steps continue.
+
+    Args:
+        h: ``[..., H]`` the previous hidden state, needed by ``gru`` only (may be None otherwise).
+        c: ``[..., H]`` the previous LSTM cell (else None).
+    """
     if cell == "lstm":
         i, f, g, o = (x_proj + hh).chunk(4, dim=-1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c_new), c_new
     if cell == "gru":
+        assert h is not None, "a GRU step needs the previous state"
         xr, xz, xn = x_proj.chunk(3, dim=-1)
         hr, hz, hn = hh.chunk(3, dim=-1)
         r = torch.sigmoid(xr + hr)

@@ -52,6 +52,33 @@ def log_normalizers(states: Tensor, weight: Tensor, bias: Tensor, block_rows: Op
     return out
 
 
+def log_softmax_pairs(states: Tensor, weight: Tensor, bias: Tensor, rows: Tensor, words: Tensor,
+                      block_rows: Optional[int] = None) -> Tensor:
+    """``log_softmax(states @ weight.T + bias)[rows[i], words[i]]`` for every pair, each taken from the
+    block of logits that the normaliser computes anyway (no second product per pair).
+
+    Args:
+        states, weight, bias, block_rows: as for :func:`log_normalizers`.
+        rows: ``[P]`` int64 rows of ``states``, sorted ascending; words: ``[P]`` int64 word ids.
+
+    Returns:
+        ``[P]`` log-probabilities, in the dtype and on the device of ``states``.
+    """
+    n = states.shape[0]
+    step = block_rows or (CPU_NORM_ROWS if states.device.type == "cpu" else max(n, 1))
+    starts = torch.arange(0, n + step, step, device=states.device).clamp(max=n)
+    bounds = torch.searchsorted(rows, starts).tolist()  # block k's pairs: bounds[k]:bounds[k + 1]
+    out = torch.empty(rows.shape[0], dtype=states.dtype, device=states.device)
+    for k, lo in enumerate(range(0, n, step)):
+        p_lo, p_hi = bounds[k], bounds[k + 1]
+        if p_lo == p_hi:  # no pair needs these rows
+            continue
+        logits = torch.addmm(bias, states[lo : lo + step], weight.t())
+        r = rows[p_lo:p_hi] - lo
+        out[p_lo:p_hi] = logits[r, words[p_lo:p_hi]] - torch.logsumexp(logits, dim=-1)[r]
+    return out
+
+
 def pad_sequences(seqs: Sequence[Sequence[int]], pad: int) -> Tuple[Tensor, Tensor]:
     """Right-pad id lists: returns ``(ids [N, T_max] int64, lengths [N] int64)``."""
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
@@ -141,10 +168,12 @@ def score_unique_histories(
 
     The histories are sorted lexicographically (after keeping the last K tokens of each for an
     AFP-K model) and processed in chunks of ``max_batch``: each chunk's states come from one cell
-    step per distinct prefix (:mod:`models.prefix_tree`), then the V-way normaliser (unless
-    ``normalize`` is False) and, in sub-chunks of ``gather_batch`` pairs, the pairs whose history
-    is in the chunk. Memory is bounded by ``max_batch * (H + V) + gather_batch * H`` whatever
-    the number of pairs. On CUDA out-of-memory the failing chunk alone is retried at half size.
+    step per distinct prefix (:mod:`models.prefix_tree`), then the scores of the pairs whose
+    history is in the chunk: with the normaliser, read off its blocks of V logits
+    (:func:`log_softmax_pairs`); without (``normalize`` False), one dot product per pair, in
+    sub-chunks of ``gather_batch`` pairs. Memory is bounded by ``max_batch * (H + V) +
+    gather_batch * H`` besides the pairs' own arrays, whatever their number. On CUDA out-of-memory
+    the failing chunk alone is retried at half size.
 
     Args:
         histories: ``[U, T]`` int64 right-padded distinct histories; lengths: ``[U]`` (>= 1).
@@ -155,8 +184,8 @@ def score_unique_histories(
         normalize: False skips the softmax normaliser: the score is the raw logit minus the
             constant ``log_norm_offset`` (only meaningful for a self-normalised model; callers
             check that and take the offset from :func:`models.checkpoint.self_norm_offset`).
-        gather_batch: pairs per (state, output row) dot-product chunk (default: by device,
-            :data:`GATHER_PAIRS`).
+        gather_batch: pairs per (state, output row) dot-product chunk without the normaliser
+            (default: by device, :data:`GATHER_PAIRS`).
         states: ``"tree"`` (prefix tree, the default) or ``"jacobi"`` (K Jacobi iterations per
             history, the reference computation; same function).
         stats: if given, receives ``cell_steps`` (per layer) and ``histories``.
@@ -198,19 +227,17 @@ def score_unique_histories(
                 width = int(lens[sel].max())
                 s = history_states(model, rows[sel, :width].clamp(min=0), lens[sel], mode, iterations)
                 n_steps = (hi - lo) * width * (min(width, iterations) if mode == "afp" else 1)
-            if normalize:
-                log_norm = log_normalizers(s, weight, bias, norm_rows)  # of model.logits(s) in eval mode
-            else:
-                log_norm = torch.full((hi - lo,), float(log_norm_offset), device=device, dtype=dtype)
             a_lo, a_hi = (int(x) for x in torch.searchsorted(pair_rank, torch.tensor([lo, hi], device=device)))
+            pairs = pair_order[a_lo:a_hi]
+            if normalize:  # of model.logits(s) in eval mode
+                out[pairs] = log_softmax_pairs(s, weight, bias, pair_rank[a_lo:a_hi] - lo, words[pairs], norm_rows)
+            else:
+                def gather(p_lo: int, p_hi: int) -> None:
+                    r = pair_rank[a_lo + p_lo : a_lo + p_hi] - lo
+                    w = words[pairs[p_lo:p_hi]]
+                    out[pairs[p_lo:p_hi]] = (s[r] * weight[w]).sum(-1) + bias[w] - log_norm_offset
 
-            def gather(p_lo: int, p_hi: int) -> None:
-                pairs = pair_order[a_lo + p_lo : a_lo + p_hi]
-                r = pair_rank[a_lo + p_lo : a_lo + p_hi] - lo
-                w = words[pairs]
-                out[pairs] = (s[r] * weight[w]).sum(-1) + bias[w] - log_norm[r]
-
-            run_in_chunks(a_hi - a_lo, pairs_per_chunk, gather)
+                run_in_chunks(a_hi - a_lo, pairs_per_chunk, gather)
             steps[0] += n_steps
 
         run_in_chunks(order.numel(), max_batch, history_chunk, desc="LM histories", progress=progress)

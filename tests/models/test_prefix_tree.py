@@ -29,8 +29,9 @@ def as_tensors(hists):
 
 
 @settings(max_examples=30, deadline=None)
-@given(hists=histories_strategy, cell=st.sampled_from(["lstm", "gru", "elman"]), layers=st.integers(1, 2), k=st.integers(1, 8))
-def test_prefix_tree_states_equal_afp_k_states(hists, cell, layers, k):
+@given(hists=histories_strategy, cell=st.sampled_from(["lstm", "gru", "elman"]), layers=st.integers(1, 2), k=st.integers(1, 8),
+       block=st.integers(1, 3))
+def test_prefix_tree_states_equal_afp_k_states(hists, cell, layers, k, block):
     model = make_model(cell, layers, k)
     histories, lengths = as_tensors(hists)
     tree = build_prefix_tree(histories, lengths, context=k)
@@ -40,6 +41,9 @@ def test_prefix_tree_states_equal_afp_k_states(hists, cell, layers, k):
     assert torch.allclose(tree_states, jacobi, atol=1e-10)
     # the first layer's input looked up in the word table instead of projected at each step
     tree_states[tree.order] = prefix_tree_states(model, tree, word_input_table(model))
+    assert torch.allclose(tree_states, jacobi, atol=1e-10)
+    # each depth's nodes stepped in blocks of a few
+    tree_states[tree.order] = prefix_tree_states(model, tree, block_rows=block)
     assert torch.allclose(tree_states, jacobi, atol=1e-10)
     # one cell step per distinct prefix of the last-K-token windows
     windows = {tuple(([BOS] + h)[-k:][:d]) for h in hists for d in range(1, min(k, len(h) + 1) + 1)}

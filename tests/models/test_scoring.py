@@ -4,7 +4,7 @@ import torch
 
 from models.config import LMConfig
 from models.lm import AFPLanguageModel
-from models.scoring import log_normalizers, pad_sequences, score_pairs, sentence_log_probs
+from models.scoring import log_normalizers, log_softmax_pairs, pad_sequences, score_pairs, sentence_log_probs
 
 BOS, EOS, V = 1, 2, 17
 
@@ -76,6 +76,20 @@ def test_blocked_normaliser_equals_the_softmax(block_rows, device):
     bias = model.output.bias + model.output_mask
     got = log_normalizers(states, model.output.weight, bias, block_rows)
     torch.testing.assert_close(got, torch.logsumexp(model.logits(states), dim=-1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("block_rows", [None, 1, 3, 64, 1000])
+def test_pairs_read_off_the_normaliser_blocks_equal_the_log_softmax(block_rows, device):
+    model = model_for("afp", 2, device)
+    states = torch.randn(50, 10, dtype=torch.float64, device=device)
+    g = torch.Generator().manual_seed(5)
+    rows = torch.sort(torch.randint(0, 40, (300,), generator=g)).values.to(device)  # rows 40..49: no pair
+    words = torch.randint(0, model.config.vocab_size, (300,), generator=g).to(device)
+    got = log_softmax_pairs(states, model.output.weight, model.output.bias + model.output_mask, rows, words, block_rows)
+    expected = model.logits(states).log_softmax(-1)[rows, words]
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    assert log_softmax_pairs(states, model.output.weight, model.output.bias, empty, empty, block_rows).numel() == 0
 
 
 @pytest.mark.parametrize("mode, k", [("afp", 2), ("exact", 3)])
