@@ -17,7 +17,9 @@ size extrapolated from what they have built exceeds ``rescore.grow.PREDICT_MARGI
 arcs on real lattices (bench/RESULTS.md 7.8); the price is that an utterance can end one beam narrower than the widest that
 fits, or pruned when whole it would have fitted just under ``max_arcs``. So that such a miss
 cannot cost much, an utterance that ends with at most ``RECHECK_BELOW`` x ``max_arcs`` arcs
-after a wider beam was given up on the prediction alone is expanded once more, exactly.
+after a wider beam was given up on the prediction alone is expanded again, exactly: at the next
+wider beam first (when that does not fit, no wider one does), and only when that fits, from the
+widest beam not proven too large.
 Without ``predict`` every utterance gets exactly the widest beam that fits.
 
 Pruning is nested: every arc within beam ``b`` of the best path is also within any wider beam, so
@@ -153,21 +155,27 @@ def expand_within(
     parts = [(first, first.kept, None), (refit, [over[u] for u in refit.kept], input_arc)]
     recheck = [u for u in refit.kept if u in refit.unproven and size[u] <= RECHECK_BELOW * max_arcs]
     if recheck:  # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
+        parts[1] = (refit, [-1 if u in recheck else over[u] for u in refit.kept], input_arc)
+    # First from the next wider beam alone: when it does not fit, no wider one does (their expansions
+    # contain its own), and proving that builds about max_arcs arcs instead of max_arcs at each wider
+    # beam in turn. When it fits, again from the widest beam not proven too large (by a lower bound).
+    start = {u: min([b for b in beams if b > beam[u]] + [refit.unproven[u]]) if u in beam else refit.unproven[u] for u in recheck}
+    while recheck:
         recheck_arcs, arcs = sub_arcs.select(torch.tensor(recheck))
         arcs = arcs.cpu()
-        # from the widest beam not proven too large: the wider ones were (by a lower bound)
-        start = torch.tensor([refit.unproven[u] for u in recheck], dtype=torch.float64)
         exact = expand_histories(select_lattices(sub, recheck), order, bos, max_arcs=max_arcs,
-                                 fit=FitBeams(needs[arcs], widths, start), history_labels=None if tokens is None else tokens[arcs],
-                                 device=device, arcs=recheck_arcs)
+                                 fit=FitBeams(needs[arcs], widths, torch.tensor([start[u] for u in recheck], dtype=torch.float64)),
+                                 history_labels=None if tokens is None else tokens[arcs], device=device, arcs=recheck_arcs)
         assert len(exact.kept) == len(recheck), "an utterance that fitted at one beam must fit exactly"
         size.update(zip(recheck, counts_per_fsa(exact.fsas, 2)))
         for k, u in enumerate(recheck):
             beam.pop(u, None)
             if k in exact.beams:
                 beam[u] = exact.beams[k]
-        parts[1] = (refit, [-1 if u in recheck else over[u] for u in refit.kept], input_arc)
-        parts.append((exact, [over[u] for u in recheck], input_arc[arcs]))
+        wider = [u for u in recheck if beam.get(u) == start[u] < refit.unproven[u]]  # its start fits: a wider one may
+        parts.append((exact, [-1 if u in wider else over[u] for u in recheck], input_arc[arcs]))
+        recheck = wider
+        start = {u: refit.unproven[u] for u in wider}
 
     utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
     beam_of_utt = torch.full((len(over),), beams[-1], dtype=torch.float64)  # the narrowest for the failed
