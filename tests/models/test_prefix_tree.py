@@ -75,9 +75,15 @@ def test_tree_scores_equal_jacobi_scores_for_any_chunking(cell, layers, k):
     model = make_model(cell, layers, k)
     args = random_pairs(k)
     reference = score_unique_histories(model, *args, states="jacobi", max_batch=1000)
-    for max_batch, gather_batch, table in [(1000, 1 << 16, None), (7, 5, None), (1, 1, None), (3, 1000, word_input_table(model))]:
-        out = score_unique_histories(model, *args, max_batch=max_batch, gather_batch=gather_batch, input_table=table)
-        assert torch.allclose(out, reference, atol=1e-10), (max_batch, gather_batch)
+    chunkings = [(1000, 1 << 16, None, None), (7, 5, 2, None), (1, 1, 1, None), (3, 1000, 64, word_input_table(model))]
+    for max_batch, gather_batch, norm_rows, table in chunkings:
+        out = score_unique_histories(model, *args, max_batch=max_batch, norm_rows=norm_rows, input_table=table)
+        assert torch.allclose(out, reference, atol=1e-10), (max_batch, norm_rows)
+    # without the normaliser: the (state, output row) dot products, in gather chunks of any size
+    raw = score_unique_histories(model, *args, states="jacobi", max_batch=1000, normalize=False)
+    for max_batch, gather_batch, norm_rows, table in chunkings:
+        out = score_unique_histories(model, *args, max_batch=max_batch, gather_batch=gather_batch, input_table=table, normalize=False)
+        assert torch.allclose(out, raw, atol=1e-10), (max_batch, gather_batch)
     # and they are log-probabilities: the normaliser is the full softmax
     full = torch.log_softmax(model.logits(history_states(model, args[0], args[1])), -1)
     assert torch.allclose(reference, full[args[2], args[3]], atol=1e-10)
