@@ -43,13 +43,19 @@ def log_normalizers(states: Tensor, weight: Tensor, bias: Tensor, block_rows: Op
         ``[N]`` log-normalisers, in the dtype and on the device of ``states``.
     """
     n = states.shape[0]
-    rows = block_rows or (CPU_NORM_ROWS if states.device.type == "cpu" else max(n, 1))
+    rows = _norm_block_rows(states, block_rows)
     if rows >= n:
         return torch.logsumexp(torch.addmm(bias, states, weight.t()), dim=-1)
     out = torch.empty(n, dtype=states.dtype, device=states.device)
     for lo in range(0, n, rows):
         out[lo : lo + rows] = torch.logsumexp(torch.addmm(bias, states[lo : lo + rows], weight.t()), dim=-1)
     return out
+
+
+def _norm_block_rows(states: Tensor, block_rows: Optional[int]) -> int:
+    """Rows of ``states`` per block of logits: ``block_rows``, else :data:`CPU_NORM_ROWS` on the CPU
+    and all rows on CUDA."""
+    return block_rows or (CPU_NORM_ROWS if states.device.type == "cpu" else max(states.shape[0], 1))
 
 
 def log_softmax_pairs(states: Tensor, weight: Tensor, bias: Tensor, rows: Tensor, words: Tensor,
@@ -65,7 +71,7 @@ def log_softmax_pairs(states: Tensor, weight: Tensor, bias: Tensor, rows: Tensor
         ``[P]`` log-probabilities, in the dtype and on the device of ``states``.
     """
     n = states.shape[0]
-    step = block_rows or (CPU_NORM_ROWS if states.device.type == "cpu" else max(n, 1))
+    step = _norm_block_rows(states, block_rows)
     starts = torch.arange(0, n + step, step, device=states.device).clamp(max=n)
     bounds = torch.searchsorted(rows, starts).tolist()  # block k's pairs: bounds[k]:bounds[k + 1]
     out = torch.empty(rows.shape[0], dtype=states.dtype, device=states.device)

@@ -151,11 +151,10 @@ def expand_within(
     assert predict or not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
     size = dict(zip(refit.kept, counts_per_fsa(refit.fsas, 2)))  # by position in over
     beam = dict(refit.beams)
-    # (expansion, input index of each of its FSAs or -1 to drop, its arcs' index in the input)
-    parts = [(first, first.kept, None), (refit, [over[u] for u in refit.kept], input_arc)]
+    # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
     recheck = [u for u in refit.kept if u in refit.unproven and size[u] <= RECHECK_BELOW * max_arcs]
-    if recheck:  # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
-        parts[1] = (refit, [-1 if u in recheck else over[u] for u in refit.kept], input_arc)
+    # (expansion, input index of each of its FSAs or -1 to drop, its arcs' index in the input)
+    parts = [(first, first.kept, None), (refit, [-1 if u in recheck else over[u] for u in refit.kept], input_arc)]
     # First from the next wider beam alone: when it does not fit, no wider one does (their expansions
     # contain its own), and proving that builds about max_arcs arcs instead of max_arcs at each wider
     # beam in turn. When it fits, again from the widest beam not proven too large (by a lower bound).
