@@ -22,7 +22,7 @@ from lattices.validate import select_lattices
 from .arcs import Arcs
 from .grow import FINAL, PAD, FitBeams, Grown, grow
 
-__all__ = ["Expansion", "FitBeams", "expand_histories", "PAD", "FINAL"]
+__all__ = ["Expansion", "FitBeams", "expand_histories", "grow_on", "assemble", "PAD", "FINAL"]
 
 
 @dataclass
@@ -86,20 +86,22 @@ def expand_histories(
         An :class:`Expansion`.
     """
     arcs = Arcs.from_fsas(fsas) if arcs is None else arcs  # taken once; growing and assembling both use it
-    return _assemble(fsas, arcs, _grow(fsas, arcs, order, bos, history_labels, max_arcs, fit, predict, device), order)
-
-
-def _grow(fsas: k2.Fsa, arcs: Arcs, order: int, bos: int, history_labels: Optional[torch.Tensor],
-          max_arcs: Optional[int], fit: Optional[FitBeams] = None, predict: bool = False,
-          device: Optional[torch.device] = None) -> Grown:
     tokens = fsas.labels if history_labels is None else history_labels
+    return assemble(fsas, arcs, grow_on(arcs, order, bos, tokens, max_arcs, fit, predict, device), order)
+
+
+def grow_on(arcs: Arcs, order: int, bos: int, tokens: torch.Tensor, max_arcs: Optional[int] = None,
+            fit: Optional[FitBeams] = None, predict: bool = False, device: Optional[torch.device] = None) -> Grown:
+    """:func:`rescore.grow.grow` of ``arcs`` on ``device`` (default: that of ``arcs``), ``tokens``
+    ``[num_arcs]`` the history token of each arc; the other arguments as for :func:`expand_histories`."""
     on = arcs if device is None else arcs.to(device)
     return grow(on, order, bos, tokens.long().to(on.device), max_arcs, fit, predict)
 
 
-def _assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
-    """Renumber the expanded states per utterance and build the FsaVec and its attributes, in one
-    vectorised pass over the arcs (no per-utterance loop)."""
+def assemble(fsas: k2.Fsa, arcs: Arcs, grown: Grown, order: int) -> Expansion:
+    """The expanded FsaVec of ``grown`` (over the arcs of ``fsas``, ``arcs = Arcs.from_fsas(fsas)``):
+    states renumbered per utterance and attributes copied, in one vectorised pass over the arcs (no
+    per-utterance loop). The utterances ``grown`` abandoned, or that have no states, are left out."""
     st_orig, arc_src, arc_orig, arc_hist, arc_dst, state_kept, arc_kept = (x.cpu().numpy() for x in (
         grown.state_orig, grown.arc_src, grown.arc_orig, grown.arc_hist, grown.arc_dst, grown.state_kept, grown.arc_kept))
     abandoned, arcs_per_fsa = grown.abandoned.cpu().numpy(), grown.arcs_per_fsa.cpu().numpy()

@@ -6,7 +6,9 @@ Viterbi-beam-pruned lattice expands within ``max_arcs``, in **one** more batched
 all of them: each arc's needed beam is computed once from best-path scores
 (:func:`rescore.arcs.path_needs`), and the growth counts its arcs by needed beam, so it knows
 every beam's expanded size as it goes and drops what lies outside the widest beam that still fits
-(:class:`rescore.grow.FitBeams`). Everything is merged back into one
+(:class:`rescore.grow.FitBeams`). An utterance whose input alone is large against ``max_arcs``
+(``DIRECT_ABOVE``) goes straight to that pruned pass. The growths of all passes are gathered
+(:func:`rescore.grow.gather_parts`) and assembled once into one
 :class:`~rescore.expand.Expansion` in input order whose ``arc_map`` points into the input arcs.
 Cost: one expansion of the batch (abandoning an utterance as soon as it exceeds ``max_arcs``) plus
 one expansion of the over-budget utterances, within ``max_arcs`` at their final beams.
@@ -28,7 +30,7 @@ several paths tie), which is the smallest lattice this module tries. The pruned 
 is what :func:`lattices.posteriors.prune` keeps at that beam: the arcs within it that are still
 on a complete path.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import k2
@@ -36,10 +38,11 @@ import numpy as np
 import torch
 
 from lattices.posteriors import arc_viterbi_scores, best_path_arcs
-from lattices.validate import arc_arrays, counts_per_fsa, fsa_arc_splits, out_arcs, select_lattices
+from lattices.validate import select_lattices
 
 from .arcs import Arcs, path_needs
-from .expand import Expansion, FitBeams, expand_histories
+from .expand import Expansion, FitBeams, assemble, grow_on
+from .grow import Grown, gather_parts
 
 # Log-score beams from very wide (acoustic log-likelihoods of real recognizers span thousands)
 # down to 0 (best path only).
@@ -49,6 +52,12 @@ DEFAULT_BEAMS: Tuple[float, ...] = tuple(float(2 ** e) for e in range(12, -3, -1
 # the LibriSpeech lattices at --max-arcs 100,000 had 2,434 arcs at beam 32 where beam 64 gave
 # 87,078: bench/RESULTS.md 7.8).
 RECHECK_BELOW = 0.1
+# An utterance whose input has more than max_arcs / DIRECT_ABOVE arcs skips the unpruned pass and
+# goes straight to the pruned one (0: none does). Its K-history expansion has at least as many arcs
+# as its input, and on the LibriSpeech lattices after the 3-gram 10-20x as many, so it would be
+# abandoned there after building part of it; sent straight on, it costs nothing more than its
+# share of the look-ahead, and the result is the same (bench/RESULTS.md 7.12).
+DIRECT_ABOVE = 20.0
 
 
 @dataclass
@@ -128,81 +137,85 @@ def expand_within(
         raise ValueError(f"max_arcs must be >= 1, got {max_arcs}")
 
     batch_arcs = Arcs.from_fsas(fsas)  # taken once: the passes below select from it, levels included
-    first = expand_histories(fsas, order, bos, history_labels=history_labels, max_arcs=max_arcs, predict=predict,
-                             device=device, arcs=batch_arcs)
+    all_tokens = (fsas.labels if history_labels is None else history_labels).cpu()
+    n = batch_arcs.num_fsas
+    empty = (batch_arcs.state_splits.diff() == 0).cpu()
     failures: Dict[int, str] = {
-        i: f"utterance {i}: empty lattice (no states), nothing to expand"
-        for i in range(fsas.shape[0]) if i not in first.too_large and i not in first.kept}
-    if not first.too_large:
-        return first, {}, failures
+        i: f"utterance {i}: empty lattice (no states), nothing to expand" for i in torch.nonzero(empty).squeeze(1).tolist()}
+    input_arcs_of = (batch_arcs.arc_splits[batch_arcs.state_splits[1:]] - batch_arcs.arc_splits[batch_arcs.state_splits[:-1]]).cpu()
+    # the utterances sure enough not to fit unpruned skip the unpruned pass (module docstring)
+    direct = input_arcs_of * DIRECT_ABOVE > max_arcs if max_arcs is not None and DIRECT_ABOVE else torch.zeros(n, dtype=torch.bool)
+    abandoned, first_bound = direct.clone(), torch.zeros(n, dtype=torch.long)  # first_bound: a lower bound on each abandoned one
+    # (growth, its arcs, the input FSA of each of its FSAs or -1 to leave it out, its arcs' input arcs or None)
+    parts: List[Tuple[Grown, Arcs, torch.Tensor, Optional[torch.Tensor]]] = []
+    if not direct.all():
+        rest = torch.nonzero(~direct).squeeze(1)
+        first_arcs, first_input = batch_arcs.select(rest) if direct.any() else (batch_arcs, None)
+        first = grow_on(first_arcs, order, bos, all_tokens if first_input is None else all_tokens[first_input.cpu()], max_arcs,
+                        predict=predict, device=device)
+        if first_input is None and not first.abandoned.any():
+            return assemble(fsas, batch_arcs, first, order), {}, failures
+        abandoned[rest], first_bound[rest] = first.abandoned.cpu(), first.arcs_per_fsa.cpu()
+        parts.append((first, first_arcs, torch.where(abandoned[rest] | empty[rest], -1, rest), first_input))
     assert max_arcs is not None
 
-    over = sorted(first.too_large)
+    over = torch.nonzero(abandoned).squeeze(1).tolist()
     sub = select_lattices(fsas, over)
     sub_arcs, input_arc = batch_arcs.select(torch.tensor(over))
     input_arc = input_arc.cpu()  # [sub arc]
-    tokens = None if history_labels is None else history_labels.cpu()[input_arc]
-    viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(sub, over, tokens)
+    tokens = all_tokens[input_arc]
+    viterbi = arc_viterbi_scores(sub) if prune_scores is None else prune_scores(
+        sub, over, None if history_labels is None else tokens)
     cost = torch.where(best_path_arcs(sub, viterbi), torch.zeros_like(viterbi), -viterbi)
     needs = path_needs(sub_arcs, cost.to(sub.scores.device))
     widths = torch.tensor(beams, dtype=torch.float64)
-    refit = expand_histories(sub, order, bos, history_labels=tokens, max_arcs=max_arcs, fit=FitBeams(needs, widths),
-                             predict=predict, device=device, arcs=sub_arcs)
-    assert predict or not set(refit.kept) - set(refit.beams), "an utterance too large unpruned must be pruned to fit"
-    size = dict(zip(refit.kept, counts_per_fsa(refit.fsas, 2)))  # by position in over
-    beam = dict(refit.beams)
+    refit = grow_on(sub_arcs, order, bos, tokens, max_arcs, FitBeams(needs, widths), predict, device)
+    fitted = ~refit.abandoned.cpu()
+    refit_beam, refit_size, widest = (x.cpu() for x in (refit.beam, refit.arcs_per_fsa, refit.widest_unproven))
+    assert predict or not (fitted & ~torch.isfinite(refit_beam) & ~direct[over]).any(), \
+        "an utterance too large unpruned must be pruned to fit"
+    kept = torch.nonzero(fitted).squeeze(1).tolist()  # by position in over
+    size = {u: int(refit_size[u]) for u in kept}
+    beam = {u: float(refit_beam[u]) for u in kept if torch.isfinite(refit_beam[u])}
+    unproven = {u: float(widest[u]) for u in kept if widest[u] > refit_beam[u]}
     # a prediction gave a wider beam up, and the budget is mostly unused: find the widest exactly
-    recheck = [u for u in refit.kept if u in refit.unproven and size[u] <= RECHECK_BELOW * max_arcs]
-    # (expansion, input index of each of its FSAs or -1 to drop, its arcs' index in the input)
-    parts = [(first, first.kept, None), (refit, [-1 if u in recheck else over[u] for u in refit.kept], input_arc)]
+    recheck = [u for u in kept if u in unproven and size[u] <= RECHECK_BELOW * max_arcs]
+    parts.append((refit, sub_arcs, torch.tensor([over[u] if fitted[u] and u not in recheck else -1 for u in range(len(over))]),
+                  input_arc))
     # First from the next wider beam alone: when it does not fit, no wider one does (their expansions
     # contain its own), and proving that builds about max_arcs arcs instead of max_arcs at each wider
     # beam in turn. When it fits, again from the widest beam not proven too large (by a lower bound).
-    start = {u: min([b for b in beams if b > beam[u]] + [refit.unproven[u]]) if u in beam else refit.unproven[u] for u in recheck}
+    start = {u: min([b for b in beams if b > beam[u]] + [unproven[u]]) if u in beam else unproven[u] for u in recheck}
     while recheck:
         recheck_arcs, arcs = sub_arcs.select(torch.tensor(recheck))
         arcs = arcs.cpu()
-        exact = expand_histories(select_lattices(sub, recheck), order, bos, max_arcs=max_arcs,
-                                 fit=FitBeams(needs[arcs], widths, torch.tensor([start[u] for u in recheck], dtype=torch.float64)),
-                                 history_labels=None if tokens is None else tokens[arcs], device=device, arcs=recheck_arcs)
-        assert len(exact.kept) == len(recheck), "an utterance that fitted at one beam must fit exactly"
-        size.update(zip(recheck, counts_per_fsa(exact.fsas, 2)))
+        exact = grow_on(recheck_arcs, order, bos, tokens[arcs], max_arcs, device=device, fit=FitBeams(
+            needs[arcs], widths, torch.tensor([start[u] for u in recheck], dtype=torch.float64)))
+        assert not exact.abandoned.any(), "an utterance that fitted at one beam must fit exactly"
+        exact_beam, exact_size = exact.beam.cpu(), exact.arcs_per_fsa.cpu()
         for k, u in enumerate(recheck):
+            size[u] = int(exact_size[k])
             beam.pop(u, None)
-            if k in exact.beams:
-                beam[u] = exact.beams[k]
-        wider = [u for u in recheck if beam.get(u) == start[u] < refit.unproven[u]]  # its start fits: a wider one may
-        parts.append((exact, [-1 if u in wider else over[u] for u in recheck], input_arc[arcs]))
+            if torch.isfinite(exact_beam[k]):
+                beam[u] = float(exact_beam[k])
+        wider = [u for u in recheck if beam.get(u) == start[u] < unproven[u]]  # its start fits: a wider one may
+        parts.append((exact, recheck_arcs, torch.tensor([-1 if u in wider else over[u] for u in recheck]), input_arc[arcs]))
         recheck = wider
-        start = {u: refit.unproven[u] for u in wider}
+        start = {u: unproven[u] for u in wider}
 
-    utt_of_arc = torch.from_numpy(arc_arrays(sub).fsa_of_arc)
+    utt_of_arc = sub_arcs.fsa_of_arc().cpu()
     beam_of_utt = torch.full((len(over),), beams[-1], dtype=torch.float64)  # the narrowest for the failed
     beam_of_utt[list(beam)] = torch.tensor(list(beam.values()), dtype=torch.float64)
     arcs_within = np.bincount(utt_of_arc[needs.cpu() <= beam_of_utt[utt_of_arc]].numpy(), minlength=len(over))
-    input_arcs = counts_per_fsa(sub, 2)
+    input_arcs = (sub_arcs.arc_splits[sub_arcs.state_splits[1:]] - sub_arcs.arc_splits[sub_arcs.state_splits[:-1]]).tolist()
     pruned = {over[u]: PruneInfo(b, input_arcs[u], int(arcs_within[u]), size[u]) for u, b in sorted(beam.items())}
     too_large: Dict[int, int] = {}
-    for u, counted in refit.too_large.items():
+    for u in torch.nonzero(~fitted).squeeze(1).tolist():
         i = over[u]
-        too_large[i] = first.too_large[i]
+        too_large[i] = int(first_bound[i]) if not direct[i] else max(input_arcs[u], int(refit_size[u]))  # each arc has a copy
         failures[i] = (
             f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
-            f"{input_arcs[u]} arcs -> at least {first.too_large[i]} expanded unpruned; "
-            f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> at least {counted} expanded")
-    return _merge(parts, too_large), pruned, dict(sorted(failures.items()))
-
-
-def _merge(parts: List[Tuple[Expansion, List[int], Optional[torch.Tensor]]], too_large: Dict[int, int]) -> Expansion:
-    """One Expansion, in input order, from ``(expansion, input index of each of its FSAs or -1 to
-    drop it, input arc of each arc its arc_map points at or None when it points at the input)``."""
-    sources = sorted((i, p, j) for p, (_, index, _) in enumerate(parts) for j, i in enumerate(index) if i >= 0)
-    fsas = [e.fsas for e, _, _ in parts]
-    fsa_offsets = np.cumsum([0] + [f.shape[0] for f in fsas])
-    cat = k2.cat(fsas) if len(fsas) > 1 else fsas[0]
-    fsa_order = np.asarray([fsa_offsets[p] + j for _, p, j in sources], dtype=np.int64)
-    arc_order = torch.from_numpy(out_arcs(fsa_arc_splits(cat), fsa_order)[1])
-    out = select_lattices(cat, torch.from_numpy(fsa_order))
-    histories = torch.cat([e.histories for e, _, _ in parts])[arc_order]
-    arc_map = torch.cat([e.arc_map if arcs is None else arcs[e.arc_map] for e, _, arcs in parts])[arc_order]
-    return Expansion(out, histories, arc_map, [i for i, _, _ in sources], dict(too_large))
+            f"{input_arcs[u]} arcs -> at least {too_large[i]} expanded unpruned; "
+            f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> at least {int(refit_size[u])} expanded")
+    expansion = assemble(fsas, batch_arcs, gather_parts(parts, batch_arcs), order)
+    return replace(expansion, too_large=too_large), pruned, dict(sorted(failures.items()))

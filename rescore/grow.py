@@ -357,3 +357,52 @@ def _grow_one(arcs: Arcs, bos: int, tokens: Tensor) -> Grown:
     inf = torch.full((num_fsas,), float("inf"), dtype=torch.float64, device=device)
     return Grown(state_orig, owner, arc_dst, out, last[owner][:, None], torch.bincount(arcs.fsa_of_arc()[out], minlength=num_fsas),
                  torch.zeros(num_fsas, dtype=torch.bool, device=device), inf, inf.clone(), ones(keys.numel()), ones(out.numel()))
+
+
+def gather_parts(parts: List[Tuple[Grown, Arcs, Tensor, Optional[Tensor]]], batch: Arcs) -> Grown:
+    """One :class:`Grown` over ``batch`` from the growths of sub-batches of it (a first pass, a
+    pruned refit of some FSAs, ...), so that the expansion is assembled once.
+
+    Args:
+        parts: ``(grown, arcs, fsa_index, arc_index)``: a growth of ``arcs``, a sub-batch of
+            ``batch``; ``fsa_index`` ``[arcs.num_fsas]`` int64, the FSA of ``batch`` each of its
+            FSAs is, or -1 to leave it out (every FSA of ``batch`` comes from at most one part, and
+            not from an abandoned FSA); ``arc_index`` ``[arcs.num_arcs]`` the arc of ``batch`` each
+            of its arcs is (None: ``arcs`` is ``batch``).
+        batch: the batch.
+
+    Returns:
+        The growth of ``batch`` made of the parts' states and arcs within their beams, in the
+        parts' creation order (so each FSA's states and arcs keep their order); an FSA that no
+        part gives is ``abandoned``. Nothing is pruned further (``state_kept``/``arc_kept`` all
+        True).
+    """
+    device, n = batch.device, batch.num_fsas
+    f64 = dict(dtype=torch.float64, device=device)
+    abandoned = torch.ones(n, dtype=torch.bool, device=device)
+    beam, widest = torch.full((n,), float("inf"), **f64), torch.full((n,), float("inf"), **f64)
+    arcs_per_fsa = torch.zeros(n, dtype=torch.long, device=device)
+    columns: List[Tuple[Tensor, ...]] = []  # state_orig, arc_src, arc_dst, arc_orig, arc_hist
+    offset = 0
+    for grown, arcs, fsa_index, arc_index in parts:
+        g = Grown(*(getattr(grown, f).to(device) for f in Grown.__dataclass_fields__))
+        fsa_index = fsa_index.to(device)
+        state_fsa = arcs.state_fsa().to(device)[g.state_orig]  # the part's FSA of each expanded state
+        take_state = g.state_kept & (fsa_index[state_fsa] >= 0)
+        take_arc = g.arc_kept & take_state[g.arc_src]  # (a kept arc's source and destination are kept)
+        new_id = torch.cumsum(take_state, 0) - 1 + offset
+        fsa = state_fsa[take_state]
+        state_orig = batch.state_splits[fsa_index[fsa]] + g.state_orig[take_state] - arcs.state_splits.to(device)[fsa]
+        arc_orig = g.arc_orig[take_arc]
+        columns.append((state_orig, new_id[g.arc_src[take_arc]], new_id[g.arc_dst[take_arc]],
+                        arc_orig if arc_index is None else arc_index.to(device)[arc_orig], g.arc_hist[take_arc]))
+        offset += int(take_state.sum())
+        placed = torch.nonzero(fsa_index >= 0).squeeze(1)
+        to = fsa_index[placed]
+        assert not g.abandoned[placed].any() and abandoned[to].all(), "an FSA comes from one part, not abandoned"
+        abandoned[to] = False
+        beam[to], widest[to], arcs_per_fsa[to] = g.beam[placed], g.widest_unproven[placed], g.arcs_per_fsa[placed]
+    state_orig, arc_src, arc_dst, arc_orig, arc_hist = (torch.cat(c) for c in zip(*columns))
+    ones = lambda m: torch.ones(m, dtype=torch.bool, device=device)  # noqa: E731
+    return Grown(state_orig, arc_src, arc_dst, arc_orig, arc_hist, arcs_per_fsa, abandoned, beam, widest,
+                 ones(state_orig.numel()), ones(arc_orig.numel()))

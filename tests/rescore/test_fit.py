@@ -273,3 +273,29 @@ def test_with_the_lm_on_a_gpu_the_expansion_grows_there_and_gives_the_cpu_result
     assert gpu.pruned == cpu.pruned and gpu.failures == cpu.failures
     assert torch.equal(gpu.lattices.fsas.arcs.values(), cpu.lattices.fsas.arcs.values())
     assert torch.allclose(gpu.lattices.fsas.afp_lm_scores, cpu.lattices.fsas.afp_lm_scores, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), order=st.integers(1, 3), max_arcs=st.integers(1, 40), predict=st.booleans(),
+       direct=st.sampled_from([1.0, 4.0, 1e9]))
+def test_going_straight_to_the_pruned_pass_changes_nothing_but_the_cost(seed, order, max_arcs, predict, direct):
+    """An utterance sent straight to the pruned pass (its input large against max_arcs) gets the
+    same expansion, beam and failure as one that goes through the unpruned pass first; only the
+    lower bound reported for a failed one may differ (it comes from the pruned pass)."""
+    import rescore.fit as fit_module
+
+    rng = random.Random(seed)
+    vec = k2.create_fsa_vec([fsa_from_arcs(*random_lattice_arcs(rng, num_states=rng.randint(2, 6))) for _ in range(6)])
+    got = {}
+    for above in (0.0, direct):
+        old, fit_module.DIRECT_ABOVE = fit_module.DIRECT_ABOVE, above
+        try:
+            got[above] = expand_within(vec, order, BOS, max_arcs=max_arcs, beams=(4.0, 2.0, 1.0, 0.5, 0.0), predict=predict)
+        finally:
+            fit_module.DIRECT_ABOVE = old
+    (a, pruned_a, fail_a), (b, pruned_b, fail_b) = got[0.0], got[direct]
+    assert a.kept == b.kept and pruned_a == pruned_b and sorted(fail_a) == sorted(fail_b) == sorted(a.too_large) == sorted(b.too_large)
+    assert all(b.too_large[i] > max_arcs or predict for i in b.too_large)
+    for name in ("histories", "arc_map"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(a.fsas.arcs.values(), b.fsas.arcs.values())
