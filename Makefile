@@ -339,12 +339,14 @@ bench-books-wer: $(BOOKS_DIR)/wer/table.md
 bench-librispeech: $(BENCH_LS_DIR)/wer/table.md
 
 # The same table as a WER-against-time curve (issue 10): AFP-4 and its self-normalised twin at
-# several --max-arcs, against the exact N-best of the same models, in one run.
+# several --max-arcs and lattice beams, against the exact N-best of the same models on the same
+# lattices, in one run.
 BENCH_CURVE_DIR ?= $(BENCH_LS_DIR)/wer-curve
 BENCH_CURVE_MAX_ARCS ?= 10000,20000,50000,100000,200000
 BENCH_CURVE_NBEST ?= 10,100
+BENCH_CURVE_BEAMS ?= 150,40,20,10
 $(BENCH_CURVE_DIR)/table.md: BENCH_LS_FLAGS = --max-arcs $(BENCH_CURVE_MAX_ARCS) --nbest $(BENCH_CURVE_NBEST) \
-                                              --ngram-max-arcs 500000 --device cpu
+                                              --beam $(BENCH_CURVE_BEAMS) --ngram-max-arcs 500000 --device cpu
 $(BENCH_CURVE_DIR)/table.md: $(NGRAM_ARPA) $(BENCH_LS_DIR)/lm/afp4/metrics.json $(BENCH_LS_DIR)/lm/afp4sn/metrics.json \
                              | $(DECODE_DIR)/lats/.done
 	$(call wer_table,$(BENCH_LS_DIR)/lm,afp4 afp4sn)

@@ -20,7 +20,11 @@ Systems (rows of ``OUT/table.md``):
 - ``lattice + 3-gram + AFP-K self-normalised``: the same with an AFP-K model trained with
   ``--self-norm`` (``--afp-self-norm``), scored without the softmax normaliser (``--no-normalize``).
 - ``AFP-K model run exact, exact N-best``: the exact N-best list of the 3-gram lattice rescored by
-  that same AFP-K model run with full history (``afp-rescore --method nbest-exact``).
+  that same AFP-K model run with full history (``afp-rescore --method nbest-exact``); for a
+  self-normalised model without the normaliser too (``--no-normalize``).
+- ``..., beam B``: with several ``--beam``, the AFP and N-best rows are repeated on the 3-gram
+  lattice pruned again to each narrower beam (``afp-lattice prune``; its time is counted in
+  those rows).
 - ``BPTT LSTM, exact N-best``: the exact N-best list of the 3-gram lattice rescored by the same-size
   LSTM trained with BPTT, run with full history.
 - ``lattice oracle``: the best word sequence in the original lattices.
@@ -32,6 +36,11 @@ also set the beam that prunes the AFP expansions and the N-best search of the 3-
 Seconds are the rescoring stage of that row only (expansion + LM + search, or N-best + LM; neither
 computes a CTM);
 arcs/s = arcs of the lattices that stage read / seconds. Stage results are cached in ``OUT/cache``.
+
+Every AFP row of an LM (and its other N-best rows) is tested against that LM's exact
+``--compare-nbest`` row on the same lattices by the paired bootstrap over utterances
+(:func:`rescore.wer.paired_bootstrap`): the WER difference, its 95 % interval and the probability
+that the row is better.
 """
 import json
 import math
@@ -59,6 +68,7 @@ from models.scoring import pad_sequences, sentence_log_probs
 from rescore.pipeline import RescoreOptions, rescore_batch
 from rescore.scorers import Scorer, lm_ids_for_symbols, load_scorer
 from rescore.tune import grid_errors, utterance_errors
+from rescore.wer import paired_bootstrap
 
 LM_SCALES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
 PENALTIES = (-24.0, -20.0, -16.0, -12.0, -8.0, -4.0, 0.0, 4.0)
@@ -74,6 +84,8 @@ class Row:
     arcs: Optional[int] = None
     chosen: Optional[List[Params]] = None  # per fold
     note: str = ""
+    utt_errors: Optional[List[int]] = None  # [utt], for the paired bootstrap
+    vs: Optional[str] = None  # name of the row this one is tested against
 
 
 def lattice_grid(cache: str, lats: LatticeBatch, weights: Sequence[float], refs) -> Tuple[List[Params], np.ndarray]:
@@ -112,20 +124,19 @@ def mbr_row(lats: LatticeBatch, new: Optional[str], per_utt: Sequence[Params], r
     errs, seconds, loss = mbr_errors(lats, new, per_utt, refs)
     return Row(name, int(errs.sum()), seconds, int(lats.fsas.num_arcs), chosen,
                f"MBR decoding only (the rescoring is the row above); expected errors {loss['mbr']:.1f} vs "
-               f"{loss['viterbi']:.1f} for the best path; scales tuned for the best path")
+               f"{loss['viterbi']:.1f} for the best path; scales tuned for the best path", errs.tolist())
 
 
-def two_fold(grid: List[Params], errs: np.ndarray, fold: np.ndarray) -> Tuple[int, List[Params], List[Params]]:
-    """Errors with each fold's parameters tuned on the other fold; the chosen parameters per fold
-    and per utterance."""
-    total, chosen, per_utt = 0, [], [grid[0]] * len(fold)
+def two_fold(grid: List[Params], errs: np.ndarray, fold: np.ndarray) -> Tuple[List[int], List[Params], List[Params]]:
+    """``[utt]`` errors with each fold's parameters tuned on the other fold; the chosen parameters
+    per fold and per utterance."""
+    utt_errors, chosen, per_utt = [0] * len(fold), [], [grid[0]] * len(fold)
     for f in (0, 1):
         g = int(np.argmin(errs[:, fold != f].sum(1)))  # first minimum: grid order breaks ties
-        total += int(errs[g, fold == f].sum())
         chosen.append(grid[g])
         for u in np.flatnonzero(fold == f):
-            per_utt[u] = grid[g]
-    return total, chosen, per_utt
+            per_utt[u], utt_errors[u] = grid[g], int(errs[g, u])
+    return utt_errors, chosen, per_utt
 
 
 def cached_rescore(cache: str, batch: LatticeBatch, scorer: Scorer, scales, opts: RescoreOptions) -> Tuple[LatticeBatch, Dict]:
@@ -143,14 +154,17 @@ def cached_rescore(cache: str, batch: LatticeBatch, scorer: Scorer, scales, opts
 
 
 def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[List[Params], np.ndarray, Dict]:
-    """Exact n-best lists of the 3-gram lattices rescored with the full-history LSTM: errors per
-    grid point and utterance, and the time it took."""
+    """Exact n-best lists of the 3-gram lattices rescored with the full-history LSTM (without the
+    normaliser when ``bptt.normalize`` is False): errors per grid point and utterance, and the time
+    it took (search and LM apart)."""
     t0 = time.perf_counter()
     lists = nbest(lats.fsas, n, scales=[(1.0, s, p) for s, p, _ in scales])
+    t1 = time.perf_counter()
     lm_ids = lm_ids_for_symbols(lats.symbols, bptt.vocab).tolist()
     flat = [(u, h) for u, hs in enumerate(lists) for h in hs]
-    lstm = sentence_log_probs(bptt.model, [[lm_ids[w] for w in h.words] for _, h in flat],
-                              bptt.vocab.bos_id, bptt.vocab.eos_id, mode="exact").numpy()
+    lstm = sentence_log_probs(bptt.model, [[lm_ids[w] for w in h.words] for _, h in flat], bptt.vocab.bos_id,
+                              bptt.vocab.eos_id, mode="exact", normalize=bptt.normalize,
+                              log_norm_offset=bptt.log_norm_offset).numpy()
     seconds = time.perf_counter() - t0
     utt = np.array([u for u, _ in flat])
     am, lm3 = np.array([h.am for _, h in flat]), np.array([h.lm for _, h in flat])
@@ -164,12 +178,14 @@ def nbest_rows(lats: LatticeBatch, bptt: Scorer, scales, n: int, refs) -> Tuple[
         grid.append((s, p, w))
         errs.append(hyp_err[best])
     oracle = int(sum(hyp_err[b:e].min() for b, e in zip(starts, np.r_[starts[1:], len(utt)])))
-    return grid, np.stack(errs), {"seconds": seconds, "hypotheses": len(flat), "oracle_errors": oracle}
+    return grid, np.stack(errs), {"seconds": seconds, "search_seconds": t1 - t0, "hypotheses": len(flat),
+                                  "oracle_errors": oracle}
 
 
 def nbest_row(cache: str, lats: LatticeBatch, scorer: Scorer, scales, n: int, refs, fold: np.ndarray, name: str,
-              ref_words: int) -> Row:
-    """The 2-fold tuned row of :func:`nbest_rows`, cached in ``cache`` (a ``.json`` file)."""
+              ref_words: int, vs: Optional[str] = None, prune_seconds: float = 0.0) -> Row:
+    """The 2-fold tuned row of :func:`nbest_rows`, cached in ``cache`` (a ``.json`` file), tested
+    against the row named ``vs``; ``prune_seconds`` is added to its seconds."""
     if os.path.exists(cache):
         saved = json.load(open(cache))
         grid, errs, st = [tuple(g) for g in saved["grid"]], np.array(saved["errors"]), saved["stats"]
@@ -177,9 +193,12 @@ def nbest_row(cache: str, lats: LatticeBatch, scorer: Scorer, scales, n: int, re
         grid, errs, st = nbest_rows(lats, scorer, scales, n, refs)
         with atomic_open(cache) as f:
             json.dump({"grid": grid, "errors": errs.tolist(), "stats": st}, f)
-    total, chosen, _ = two_fold(grid, errs, fold)
-    return Row(name, total, st["seconds"], int(lats.fsas.num_arcs), chosen,
-               f"{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%")
+    utt_errors, chosen, _ = two_fold(grid, errs, fold)
+    split = (f"{'prune %.1f s, ' % prune_seconds if prune_seconds else ''}search {st['search_seconds']:.1f} s, "
+             f"LM {st['seconds'] - st['search_seconds']:.1f} s; " if "search_seconds" in st else "")
+    return Row(name, sum(utt_errors), st["seconds"] + prune_seconds, int(lats.fsas.num_arcs), chosen,
+               f"{split}{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%",
+               utt_errors, vs)
 
 
 @torch.no_grad()
@@ -231,14 +250,24 @@ def perplexity(scorer: Scorer, refs: Sequence[Sequence[str]]) -> Dict[str, float
               help="Per-utterance bound on arcs of the AFP expansions (beam-pruned beyond); comma-separated for one "
                    "row per bound (a WER-against-time curve).")
 @click.option("--ngram-max-arcs", default=1000000, help="The same bound for the 3-gram expansion (beam-pruned at --first-pass-scales with the LM look-ahead).")
-@click.option("--beam", default=150.0, help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs.")
+@click.option("--beam", "beams", default="150",
+              help="Beam (scaled log score) pruning the 3-gram lattice before the neural LMs; comma-separated for AFP "
+                   "rows at each beam (the first, the widest, is also the input of the N-best rows; the seconds of "
+                   "an AFP row at a narrower beam include pruning to it).")
+@click.option("--compare-nbest", "compare", default=100,
+              help="Every AFP row (and the other N-best rows) of an LM is tested against that LM's exact N-best at this N "
+                   "(paired bootstrap over utterances), when it is one of --nbest.")
 @click.option("--device", default="cpu", help="Device of the neural LMs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (results.json, table.md, cache/).")
-def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scales, max_arcs_list, ngram_max_arcs, beam, device,
-         out) -> None:
+def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scales, max_arcs_list, ngram_max_arcs, beams,
+         compare, device, out) -> None:
     """2-fold tuned WER of every system on the LibriSpeech lattices."""
     ns = [int(x) for x in ns.split(",") if x.strip() and int(x) > 0]
     bounds = [int(x) for x in max_arcs_list.split(",")]
+    beams = [float(x) for x in beams.split(",")]
+    beam = beams[0]
+    if any(b > beam or b < 0 for b in beams):
+        raise click.BadParameter(f"{beams}: the first beam must be the widest, and none negative", param_hint="--beam")
     os.makedirs(os.path.join(out, "cache"), exist_ok=True)
     batch, failures = read_lattices([lats])
     if failures:
@@ -262,8 +291,9 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
     parity = grid_errors(l3.fsas, refs, l3.symbols, 1.0, [(fp_lm_scale, fp_wp, 1.0)])[0]
     rows.append(Row(f"lattice + 3-gram at the recognizer's scales ({fp_lm_scale:g}, {fp_wp:g}), untuned", int(parity.sum()),
                     st["seconds"], st["arcs_in"], note="first-pass parity"))
-    total, chosen, tuned = two_fold(grid, errs, fold)
-    rows.append(Row("lattice + 3-gram", total, st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned"))
+    utt_errors, chosen, tuned = two_fold(grid, errs, fold)
+    rows.append(Row("lattice + 3-gram", sum(utt_errors), st["seconds"], st["arcs_in"], chosen, f"{st['pruned']} utts pruned",
+                    utt_errors))
     scales3 = [(1.0, s, p) for s, p, _ in tuned]  # per utterance, tuned on the other fold
     first_pass, kept = prune_at_scales(l3.fsas, scales3, beam)  # as lattice-prune after lmrescore
     l3 = LatticeBatch(first_pass, l3.utt_ids, l3.symbols)
@@ -279,14 +309,20 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
         name = f"AFP-{afp.context}{label}" + ("" if normalize else " self-normalised, no normaliser")
         lm_info[name] = perplexity(load_scorer(path, device), refs)
         tag = (f"afp{afp.context}" if not label else run) + ("" if normalize else "-selfnorm")
-        for max_arcs in bounds:
-            bound = f", --max-arcs {max_arcs}" if len(bounds) > 1 else ""
-            rows += afp_rows(out, f"{tag}-beam{beam:g}" + (f"-arcs{max_arcs}" if bound else ""), name + bound, l3, afp,
-                             scales3, tuned, refs, fold, max_arcs)
-        if normalize or path not in afps:  # the same model run with full history on the exact N-best
-            rows += [nbest_row(os.path.join(out, "cache", f"{tag}-{n}best.json"), l3, load_scorer(path, device), tuned, n, refs, fold,
-                               f"lattice + 3-gram + AFP-{afp.context}{label} model{'' if normalize else ' (self-normalised)'} "
-                               f"run exact, exact {n}-best", ref_words) for n in ns]
+        # the same model run with full history on the exact N-best of the same lattices (without the
+        # normaliser too for a self-normalised model, as afp-rescore --method nbest-exact --no-normalize)
+        exact = (f"lattice + 3-gram + AFP-{afp.context}{label} model{'' if normalize else ' (self-normalised, no normaliser)'} "
+                 f"run exact, exact {{}}-best")
+        for b in beams:
+            lb, prune_seconds = narrower(l3, scales3, b) if b != beam else (l3, 0.0)
+            at = f", beam {b:g}" if len(beams) > 1 else ""
+            vs = exact.format(compare) + at if compare in ns else None
+            for max_arcs in bounds:
+                bound = f", --max-arcs {max_arcs}" if len(bounds) > 1 else ""
+                rows += afp_rows(out, f"{tag}-beam{b:g}" + (f"-arcs{max_arcs}" if bound else ""), name + at + bound, lb,
+                                 afp, scales3, tuned, refs, fold, max_arcs, prune_seconds, vs)
+            rows += [nbest_row(os.path.join(out, "cache", f"{tag}-beam{b:g}-{n}best.json"), lb, afp, tuned, n, refs, fold,
+                               exact.format(n) + at, ref_words, vs if n != compare else None, prune_seconds) for n in ns]
 
     if bptt:
         lstm = load_scorer(bptt, device)
@@ -297,40 +333,65 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
 
     _, summary = oracle_wer(batch.fsas, batch.symbols, refs)
     rows.append(Row("lattice oracle", summary.errors))
-    write_results(out, rows, ref_words, lm_info, device)
+    write_results(out, rows, [len(r) for r in refs], lm_info, device, compare)
 
 
-def afp_rows(out: str, tag: str, name: str, l3: LatticeBatch, afp: Scorer, scales3, tuned, refs, fold, max_arcs: int) -> List[Row]:
+def narrower(l3: LatticeBatch, scales3, beam: float) -> Tuple[LatticeBatch, float]:
+    """The 3-gram lattices pruned again, to ``beam`` (as ``afp-lattice prune``), and the seconds it took."""
+    t0 = time.perf_counter()
+    fsas, _ = prune_at_scales(l3.fsas, scales3, beam)
+    return LatticeBatch(fsas, l3.utt_ids, l3.symbols), time.perf_counter() - t0
+
+
+def afp_rows(out: str, tag: str, name: str, l3: LatticeBatch, afp: Scorer, scales3, tuned, refs, fold, max_arcs: int,
+             prune_seconds: float = 0.0, vs: Optional[str] = None) -> List[Row]:
     """The rows of one AFP model at one ``max_arcs``: interpolated with the 3-gram (Viterbi and MBR),
-    and alone; cached in ``OUT/cache/TAG*``."""
+    and alone; cached in ``OUT/cache/TAG*``. ``prune_seconds`` (the narrower beam's pruning) is
+    added to the rescoring seconds; every row is tested against the row named ``vs``."""
     opts = RescoreOptions(interpolate=0.5, nbest=1, max_arcs=max_arcs, max_batch=8192, keep_lattices=True, ctm=False)
     la, st = cached_rescore(os.path.join(out, "cache", f"{tag}.pt"), l3, afp, scales3, opts)
     assert la.utt_ids == l3.utt_ids, "an utterance is missing from the AFP expansion"
     grid, errs = lattice_grid(os.path.join(out, "cache", f"{tag}-grid.json"), la, WEIGHTS + (1.0,), refs)
+    seconds = st["seconds"] + prune_seconds
     note = (f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, "
             f"{st.get('cell_steps', 0) / max(st['distinct_histories'], 1):.2f} cell steps/history, {st['pruned']} utts pruned; "
+            f"{'prune %.1f s, ' % prune_seconds if prune_seconds else ''}"
             f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")
     mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
     alone = [g for g, p in enumerate(grid) if p[2] == 1.0]
-    total, chosen, per_utt = two_fold([grid[g] for g in mixed], errs[mixed], fold)
-    rows = [Row(f"lattice + 3-gram + {name}", total, st["seconds"], st["arcs_in"], chosen, note),
+    utt_errors, chosen, per_utt = two_fold([grid[g] for g in mixed], errs[mixed], fold)
+    rows = [Row(f"lattice + 3-gram + {name}", sum(utt_errors), seconds, st["arcs_in"], chosen, note, utt_errors),
             mbr_row(la, "afp_lm_scores", per_utt, refs, chosen, f"lattice + 3-gram + {name}, MBR")]
-    total, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
-    rows.append(Row(f"lattice + {name} alone", total, st["seconds"], st["arcs_in"], chosen, note))
+    utt_errors, chosen, _ = two_fold([grid[g] for g in alone], errs[alone], fold)
+    rows.append(Row(f"lattice + {name} alone", sum(utt_errors), seconds, st["arcs_in"], chosen, note, utt_errors))
+    for r in rows:
+        r.vs = vs
     return rows
 
 
-def write_results(out: str, rows: List[Row], ref_words: int, lm_info: Dict, device: str) -> None:
-    base = rows[0].errors
-    lines = ["| system | WER % | rel. vs pocketsphinx | seconds | arcs/s | device | tuned (lm scale, wp, w) fold A / B | notes |",
-             "|---|---|---|---|---|---|---|---|"]
+def significance(row: Row, rows: List[Row], utt_words: Sequence[int]) -> str:
+    """``row`` against the row it names in ``vs``, by the paired bootstrap over utterances: the WER
+    difference in points, its 95 % interval and the probability that ``row`` is better."""
+    base = next((r for r in rows if r.name == row.vs), None)
+    if base is None or row.utt_errors is None or base.utt_errors is None:
+        return "—"
+    b = paired_bootstrap(base.utt_errors, row.utt_errors, utt_words)
+    return f"{100 * b.delta:+.2f} [{100 * b.low:+.2f}, {100 * b.high:+.2f}], {b.p_better:.2f}"
+
+
+def write_results(out: str, rows: List[Row], utt_words: Sequence[int], lm_info: Dict, device: str, compare: int) -> None:
+    base, ref_words = rows[0].errors, sum(utt_words)
+    lines = ["| system | WER % | rel. vs pocketsphinx | seconds | arcs/s | device | tuned (lm scale, wp, w) fold A / B "
+             f"| vs exact {compare}-best of that LM: Δ WER points [95 % interval], P(better) | notes |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rel = f"{100 * (r.errors - base) / base:+.1f}%"
         secs = f"{r.seconds:.1f}" if r.seconds is not None else "—"
         rate = f"{r.arcs / r.seconds:,.0f}" if r.seconds else "—"
         dev = device if r.seconds is not None else "—"
         tuned = " / ".join(f"({s:g}, {p:g}, {w:g})" for s, p, w in r.chosen) if r.chosen else "—"
-        lines.append(f"| {r.name} | {100 * r.errors / ref_words:.2f} | {rel} | {secs} | {rate} | {dev} | {tuned} | {r.note} |")
+        lines.append(f"| {r.name} | {100 * r.errors / ref_words:.2f} | {rel} | {secs} | {rate} | {dev} | {tuned} "
+                     f"| {significance(r, rows, utt_words)} | {r.note} |")
     lines += ["", "| LM | perplexity on the 100 references | OOV rate | vocabulary |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['ppl']:.1f} | {100 * v['oov_rate']:.2f}% | {v['vocab']} |" for k, v in lm_info.items()]
     with atomic_open(os.path.join(out, "table.md")) as f:

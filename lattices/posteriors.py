@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import k2
+import numpy as np
 import torch
 
-import _k2  # k2's extension module (ships with k2); used for its masked arc selection
-
-from lattices.lattice_batch import with_utterance_scales
+from lattices.fsa_build import fsavec_from_arrays
+from lattices.lattice_batch import utterance_scaled_scores
 from lattices.validate import arc_arrays, counts_per_fsa
 
 
@@ -105,13 +105,12 @@ def prune(
         ok &= viterbi >= -beam
     keep |= ok
     out = keep_arcs(fsas, keep)
-    report = PruneReport(
-        arcs_before=counts_per_fsa(fsas, 2),
-        arcs_after=counts_per_fsa(out, 2),
-        states_before=counts_per_fsa(fsas, 1),
-        states_after=counts_per_fsa(out, 1),
-    )
-    return out, report
+    return out, _report(fsas, out)
+
+
+def _report(before: k2.Fsa, after: k2.Fsa) -> PruneReport:
+    return PruneReport(arcs_before=counts_per_fsa(before, 2), arcs_after=counts_per_fsa(after, 2),
+                       states_before=counts_per_fsa(before, 1), states_after=counts_per_fsa(after, 1))
 
 
 def prune_at_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]], beam: float) -> Tuple[k2.Fsa, PruneReport]:
@@ -124,9 +123,15 @@ def prune_at_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]], 
         scales: ``[utt]`` the scales the beam applies at.
         beam: log-score beam (>= 0).
     """
-    out, report = prune(with_utterance_scales(fsas, scales), beam=beam)
+    if beam < 0:
+        raise ValueError(f"beam must be >= 0, got {beam}")
+    _check(fsas)
+    scaled = k2.Fsa(fsas.arcs.clone())  # the structure alone: the attributes are not needed to score
+    scaled.scores = utterance_scaled_scores(fsas, scales)
+    viterbi = arc_viterbi_scores(scaled)
+    out = keep_arcs(fsas, best_path_arcs(scaled, viterbi) | (viterbi >= -beam))
     out.scores = out.am_scores + out.lm_scores
-    return out, report
+    return out, _report(fsas, out)
 
 
 def best_path_arcs(fsas: k2.Fsa, viterbi: torch.Tensor) -> torch.Tensor:
@@ -141,11 +146,27 @@ def keep_arcs(fsas: k2.Fsa, keep: torch.Tensor) -> k2.Fsa:
 
     Every per-arc attribute is carried over; states left without a complete path are removed.
     Keep at least one complete path per FSA (e.g. :func:`best_path_arcs`) or it becomes empty.
+
+    The kept arcs are first gathered, with only the states they touch (and each FSA's start and
+    final state), into a compact FsaVec; ``k2.connect`` then runs on that small FsaVec instead of
+    on every state of the input (a beam keeps a few percent of a large lattice).
     """
-    mask = torch.where(keep, 0.0, float("-inf")).to(torch.float64)
-    ragged, arc_map = _k2.prune_on_arc_post_double(fsas.arcs, mask, 0.5, True)
-    kept = k2.utils.fsa_from_unary_function_tensor(fsas, ragged, arc_map)
-    out = k2.connect(kept)
+    a = arc_arrays(fsas)
+    idx = np.flatnonzero(keep.cpu().numpy())
+    fsa_of_state = np.repeat(np.arange(a.num_fsas), np.diff(a.state_splits))
+    used = np.zeros(a.num_states, dtype=bool)
+    used[a.src[idx]] = used[a.dst[idx]] = True
+    touched = np.unique(a.fsa_of_arc[idx])  # FSAs with a kept arc keep their start and final state
+    used[a.state_splits[touched]] = used[a.state_splits[touched + 1] - 1] = True
+    new_id = np.cumsum(used) - 1
+    state_splits = np.concatenate([[0], np.cumsum(np.bincount(fsa_of_state[used], minlength=a.num_fsas))])
+    first = state_splits[a.fsa_of_arc[idx]]
+    src, dst = new_id[a.src[idx]], new_id[a.dst[idx]]
+    arc_splits = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=int(state_splits[-1])))])
+    arc_map = torch.from_numpy(idx).to(torch.int32)
+    compact = fsavec_from_arrays(state_splits, arc_splits, src - first, dst - first, a.labels[idx],
+                                 fsas.scores[arc_map.long()])
+    out = k2.connect(k2.utils.fsa_from_unary_function_tensor(fsas, compact.arcs, arc_map))
     return fsas.clone() if out is fsas else out
 
 

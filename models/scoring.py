@@ -263,8 +263,18 @@ def sentence_log_probs(
     mode: Optional[str] = None,
     iterations: Optional[int] = None,
     batch_size: int = 64,
+    normalize: bool = True,
+    log_norm_offset: float = 0.0,
 ) -> Tensor:
     """``log P(<s> w_1 .. w_n </s>)`` of each sentence (ids without ``<s>``/``</s>``).
+
+    Args:
+        model: the LM. sentences: ``[N][len]`` word ids. bos, eos: the sentence-boundary ids.
+        mode, iterations: override the model's recurrence (default: its own).
+        batch_size: sentences per batch.
+        normalize, log_norm_offset: as for :func:`score_histories`: False scores a
+            self-normalised model by its raw logits minus ``log_norm_offset``, without the
+            V-way normaliser.
 
     Returns:
         ``[N]`` float64 on the CPU, summing ``log P(w_t | <s> w_1 .. w_{t-1})`` over the words and
@@ -284,7 +294,8 @@ def sentence_log_probs(
             states, _ = model.hidden_states(inputs.to(device), mode, iterations)
             mask = (torch.arange(inputs.shape[1])[None, :] < lengths[:, None]).to(device)
             s, t = states[mask], targets.to(device)[mask]  # the real tokens only, [M, H] and [M]
-            token_lp = (s * weight[t]).sum(-1) + bias[t] - log_normalizers(s, weight, bias)
+            token_lp = (s * weight[t]).sum(-1) + bias[t]
+            token_lp = token_lp - (log_normalizers(s, weight, bias) if normalize else log_norm_offset)
             sentence = torch.repeat_interleave(torch.arange(len(idx), device=device), lengths.to(device))
             total = torch.zeros(len(idx), dtype=torch.float64, device=device).index_add_(0, sentence, token_lp.double())
             out[idx] = total.cpu()

@@ -41,7 +41,8 @@ JOB_OPTIONS = (
                  help="Per utterance, at most this many expanded arcs; larger lattices are beam-pruned first (reported)."),
     click.option("--first-pass-beam", type=click.FloatRange(min=0), default=None,
                  help="With --old-lm: first expand for and score with the old LM alone (Kaldi's lmrescore), prune that "
-                      "lattice at this beam (lattice-prune), then expand for the new LM [default: one expansion for both]."),
+                      "lattice at this beam (lattice-prune), then expand for the new LM [default: one expansion for both]. "
+                      "Without --old-lm: prune the input lattices at this beam before rescoring [default: no pruning]."),
     click.option("--first-pass-max-arcs", type=click.IntRange(min=1), default=None,
                  help="--max-arcs of the first-pass expansion [default: --max-arcs]."),
     click.option("--lookahead/--no-lookahead", default=True,

@@ -41,6 +41,8 @@ def rescore_nbest_exact(
     scales: Optional[Sequence[Tuple[float, float, float]]] = None,
     batch_size: int = 64,
     lm_ids: Optional[torch.Tensor] = None,
+    normalize: bool = True,
+    log_norm_offset: float = 0.0,
 ) -> List[List[Hypothesis]]:
     """Rescore every lattice's exact n-best list with the LM as a full-history RNN.
 
@@ -60,6 +62,8 @@ def rescore_nbest_exact(
             :func:`models.scoring.sentence_log_probs` call.
         lm_ids: ``lm_ids_for_symbols(symbols, vocab)`` when the caller has it (e.g.
             :meth:`rescore.scorers.Scorer.symbol_ids`); computed when None.
+        normalize, log_norm_offset: False scores a self-normalised model without its softmax
+            normaliser (``--no-normalize``; :func:`models.scoring.sentence_log_probs`).
 
     Returns:
         ``[utt][rank]`` new :class:`Hypothesis` objects (inputs of the n-best search untouched)
@@ -84,7 +88,8 @@ def rescore_nbest_exact(
                 raise ValueError(f"utterance {i}: word id {bad[0]} is not in the symbol table")
             sentences.append([lm_ids[w] for w in h.words])
         new_lm = sentence_log_probs(
-            model, sentences, vocab.bos_id, vocab.eos_id, mode="exact", batch_size=batch_size
+            model, sentences, vocab.bos_id, vocab.eos_id, mode="exact", batch_size=batch_size,
+            normalize=normalize, log_norm_offset=log_norm_offset,
         ).tolist()
     else:
         new_lm = [0.0] * len(flat)

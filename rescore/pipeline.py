@@ -12,7 +12,7 @@ with the same model run as a full-history RNN; with an ``old`` LM the lattices a
 for and scored by it (the first pass), and the N-best list comes from that lattice.
 """
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import k2
@@ -61,7 +61,8 @@ class RescoreOptions:
             lattice at this Viterbi beam at each utterance's scales (``lattice-prune``), and only
             then expand for the new LM, with the old LM's scores as the lattice's LM scores.
             ``nbest-exact`` always takes its N-best from such a first pass when there is an old LM
-            (pruned only when this is given).
+            (pruned only when this is given). Without an old LM, both methods prune the input
+            lattices at this beam (their own scores, each utterance's scales) before anything else.
         first_pass_max_arcs: ``max_arcs`` of the first-pass expansion (default ``max_arcs``).
         lookahead: prune the lattices that must be pruned to fit ``max_arcs`` by scores that
             include the LMs with one word of context (:mod:`rescore.lookahead`), not by the
@@ -195,10 +196,16 @@ class FirstPass:
     seconds: float
 
 
-def first_pass(batch: LatticeBatch, old: Scorer, scales: List[Scales], opts: RescoreOptions) -> FirstPass:
+def first_pass(batch: LatticeBatch, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> FirstPass:
     """Expand ``batch`` for the ``old`` LM alone and let its scores replace the lattices' LM scores;
-    with ``opts.first_pass_beam``, prune the result at that beam at each utterance's scales."""
+    with ``opts.first_pass_beam``, prune the result at that beam at each utterance's scales.
+    Without an ``old`` LM, only that pruning, of the input lattices."""
     t0 = time.perf_counter()
+    if old is None:
+        assert opts.first_pass_beam is not None, "no old LM and no beam: there is no first pass"
+        fsas, _ = prune_at_scales(batch.fsas, scales, opts.first_pass_beam) if len(batch) else (batch.fsas, None)
+        return FirstPass(LatticeBatch(fsas, batch.utt_ids, batch.symbols, batch.headers), list(range(len(batch))), scales,
+                         [], {}, time.perf_counter() - t0)
     done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
                             opts.first_pass_max_arcs or opts.max_arcs, opts.max_batch, opts.progress,
                             LookaheadWeights(scales, [1.0], 0.0) if opts.lookahead else None)
@@ -214,9 +221,9 @@ def first_pass(batch: LatticeBatch, old: Scorer, scales: List[Scales], opts: Res
 
 
 def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
-    if old is not None and opts.first_pass_beam is not None:  # the old LM's own pass, pruned, then the new LM
+    if opts.first_pass_beam is not None:  # the old LM's own pass (if any), pruned, then the new LM
         fp = first_pass(batch, old, scales, opts)
-        out = _afp(fp.batch, scorer, None, fp.scales, opts) if len(fp.batch) else RescoreOutput([], [])
+        out = _afp(fp.batch, scorer, None, fp.scales, replace(opts, first_pass_beam=None)) if len(fp.batch) else RescoreOutput([], [])
         out.failures = fp.failures + out.failures
         out.pruned = {**fp.pruned, **out.pruned}
         out.stats["first_pass_seconds"] = fp.seconds
@@ -267,19 +274,20 @@ def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], sca
     model, vocab = scorer.model, scorer.vocab
     t0 = time.perf_counter()
     fsas, kept, out_failures, out_pruned = batch.fsas, list(range(len(batch))), [], {}
-    if old is not None:  # first pass: the lattices expanded for and scored by the old LM
+    if old is not None or opts.first_pass_beam is not None:  # first pass: the old LM's expansion, and/or the beam
         fp = first_pass(batch, old, scales, opts)
         fsas, kept, out_failures, out_pruned = fp.batch.fsas, fp.kept, fp.failures, fp.pruned
     kept_scales = [scales[i] for i in kept]
     t1 = time.perf_counter()
     lm_ids = scorer.symbol_ids(batch.symbols)
+    norm = {"lm_ids": lm_ids, "normalize": scorer.normalize, "log_norm_offset": scorer.log_norm_offset}
     hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=kept_scales,
-                               lm_ids=lm_ids)
+                               **norm)
     t2 = time.perf_counter()
     sweep = {}
     for s in opts.lm_scales:
         swept = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
-                                    scales=[(a, s, p) for a, _, p in kept_scales], lm_ids=lm_ids)
+                                    scales=[(a, s, p) for a, _, p in kept_scales], **norm)
         sweep[s] = [h[0].words for h in swept]
     utt_ids = [batch.utt_ids[i] for i in kept]
     out = RescoreOutput(utt_ids, hyps, sweep, failures=out_failures, pruned=out_pruned,

@@ -9,9 +9,10 @@ so ``ins + dels + subs`` equals :func:`kaldialign.edit_distance`'s total.
 """
 import collections
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import kaldialign
+import numpy as np
 
 from models.files import atomic_open
 
@@ -201,3 +202,68 @@ def write_wer_summary(path: str, rows: Sequence[Tuple[str, WerResult]]) -> None:
         f.write("settings\tWER\n")
         for name, result in ranked:
             f.write(f"{name}\t{100 * result.wer:.2f}\n")
+
+
+@dataclass
+class PairedBootstrap:
+    """How sure it is that system B differs from system A (:func:`paired_bootstrap`).
+
+    Attributes:
+        delta: WER of B minus WER of A on the whole set, as a fraction (negative: B is better).
+        low, high: the central ``level`` interval of that difference over the resampled sets.
+        p_better: the fraction of resampled sets on which B has the lower WER (Bisani and Ney's
+            probability of improvement); near 0.5 means no evidence either way.
+        samples: resampled sets drawn.
+    """
+
+    delta: float
+    low: float
+    high: float
+    p_better: float
+    samples: int
+
+
+def paired_bootstrap(errors_a: Sequence[int], errors_b: Sequence[int], ref_words: Sequence[int],
+                     samples: int = 10000, level: float = 0.95, seed: int = 0,
+                     block: Optional[int] = None) -> PairedBootstrap:
+    """Paired bootstrap over utterances (Bisani and Ney, ICASSP 2004): draw ``samples`` sets of
+    utterances with replacement and compare the WERs of two systems on the same draws.
+
+    Args:
+        errors_a, errors_b: ``[utt]`` errors of systems A and B on the same utterances.
+        ref_words: ``[utt]`` reference words of each utterance.
+        samples: resampled sets (the result is a pure function of the inputs and ``seed``).
+        level: coverage of the reported interval (0.95: the 2.5 and 97.5 percentiles).
+        seed: seed of the draws.
+        block: sets drawn at a time (bounds memory at ``block × utts`` counts; default about 2M
+            counts), which does not change the result.
+
+    Returns:
+        A :class:`PairedBootstrap`.
+
+    Raises:
+        ValueError: arrays of different lengths, no utterances, no reference words, negative
+            counts, or ``samples``/``level`` out of range.
+    """
+    a, b, r = (np.asarray(x, dtype=np.int64) for x in (errors_a, errors_b, ref_words))
+    if not (a.ndim == b.ndim == r.ndim == 1 and len(a) == len(b) == len(r)):
+        raise ValueError(f"paired bootstrap: errors_a, errors_b and ref_words must be [utt] arrays of one length, "
+                         f"got shapes {a.shape}, {b.shape}, {r.shape}")
+    if len(r) == 0 or r.sum() == 0:
+        raise ValueError("paired bootstrap: no utterances or no reference words")
+    if (a < 0).any() or (b < 0).any() or (r < 0).any():
+        raise ValueError("paired bootstrap: negative error or word counts")
+    if samples < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"paired bootstrap: samples={samples} must be >= 1 and level={level} in (0, 1)")
+    n = len(r)
+    rng = np.random.default_rng(seed)
+    block = block or max(1, 2_000_000 // n)
+    deltas = []
+    for start in range(0, samples, block):
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(block, samples - start))  # [set][utt]
+        words = counts @ r
+        deltas.append((counts @ (b - a)) / np.maximum(words, 1))
+    d = np.concatenate(deltas)
+    tail = (1.0 - level) / 2
+    return PairedBootstrap(delta=float((b - a).sum() / r.sum()), low=float(np.quantile(d, tail)),
+                           high=float(np.quantile(d, 1.0 - tail)), p_better=float((d < 0).mean()), samples=samples)

@@ -23,17 +23,17 @@ def test_two_fold_tunes_each_fold_on_the_other():
     errs = np.array([[0, 0, 9, 9],
                      [2, 2, 2, 2],
                      [9, 9, 0, 0]])
-    total, chosen, per_utt = wer_bench.two_fold(grid, errs, fold)
+    utt_errors, chosen, per_utt = wer_bench.two_fold(grid, errs, fold)
     # fold 0 is scored with the point tuned on fold 1 (point 2), and vice versa: no self-tuning
     assert chosen == [grid[2], grid[0]]
-    assert total == 9 + 9 + 9 + 9
+    assert utt_errors == [9, 9, 9, 9]
     assert per_utt == [grid[2], grid[2], grid[0], grid[0]]
 
 
 def test_two_fold_prefers_the_grid_order_on_ties():
     grid = [(1.0, 0.0, 0.0), (2.0, 0.0, 0.0)]
-    total, chosen, _ = wer_bench.two_fold(grid, np.array([[1, 1], [1, 1]]), np.array([0, 1]))
-    assert chosen == [grid[0], grid[0]] and total == 2
+    utt_errors, chosen, _ = wer_bench.two_fold(grid, np.array([[1, 1], [1, 1]]), np.array([0, 1]))
+    assert chosen == [grid[0], grid[0]] and utt_errors == [1, 1]
 
 
 def test_lattice_grid_searches_every_point_and_caches_it(tmp_path):
@@ -56,3 +56,14 @@ def test_lattice_grid_searches_every_point_and_caches_it(tmp_path):
     assert fsas.scores.equal(before)
     again, cached = wer_bench.lattice_grid(cache, None, (1.0,), None)  # read back, nothing searched
     assert again == grid and cached.tolist() == errs.tolist()
+
+
+def test_rows_are_tested_against_the_row_they_name():
+    base = wer_bench.Row("exact 100-best", 6, utt_errors=[3, 2, 1])
+    same = wer_bench.Row("AFP", 6, utt_errors=[3, 2, 1], vs="exact 100-best")
+    better = wer_bench.Row("AFP better", 0, utt_errors=[0, 0, 0], vs="exact 100-best")
+    rows = [base, same, better, wer_bench.Row("oracle", 0)]
+    assert wer_bench.significance(same, rows, [10, 10, 10]) == "+0.00 [+0.00, +0.00], 0.00"
+    delta, _, p = wer_bench.significance(better, rows, [10, 10, 10]).partition("], ")
+    assert delta.startswith("-20.00 [") and p == "1.00"
+    assert wer_bench.significance(base, rows, [10, 10, 10]) == "—"  # names no row

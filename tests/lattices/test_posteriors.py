@@ -4,7 +4,8 @@ import k2
 import pytest
 import torch
 
-from lattices.posteriors import arc_log_posteriors, arc_viterbi_scores, prune
+from lattices.lattice_batch import with_utterance_scales
+from lattices.posteriors import arc_log_posteriors, arc_viterbi_scores, keep_arcs, prune, prune_at_scales
 from lattices.validate import validate_lattices
 from tests.lattice_utils import enumerate_paths, fsa_from_arcs
 
@@ -100,3 +101,40 @@ def test_prune_combined_criteria_and_dead_states():
     assert sorted(pruned.labels.tolist()) == [-1, 0, 1]
     pruned, report = prune(vec, beam=2.5)
     assert report.arcs_removed == [0]
+
+
+def _path_arcs(fsa, attr):
+    """The complete paths of one FSA, each as the tuple of its arcs' (label, attr value)."""
+    labels, values = fsa.labels.tolist(), getattr(fsa, attr).tolist()
+    return sorted(tuple((labels[a], values[a]) for a in p) for p in enumerate_paths(fsa))
+
+
+def test_keep_arcs_keeps_exactly_the_paths_of_kept_arcs(random_lattices):
+    """Any mask, dangling arcs included: the result's paths are the input's paths whose arcs are
+    all kept (brute force), with their attributes; the input is not touched."""
+    vec = _vec(random_lattices[:60])
+    vec.marker = torch.arange(vec.num_arcs, dtype=torch.float32)  # which input arc each output arc is
+    before = vec.arcs.values().clone()
+    gen = torch.Generator().manual_seed(0)
+    for density in (0.3, 0.7, 0.95):
+        keep = (torch.rand(vec.num_arcs, generator=gen) < density) | (arc_viterbi_scores(vec) >= -1e-6)
+        out = keep_arcs(vec, keep)
+        assert torch.equal(vec.arcs.values(), before) and out.shape[0] == vec.shape[0]
+        connected = k2.fsa_properties.ACCESSIBLE | k2.fsa_properties.COACCESSIBLE | k2.fsa_properties.TOPSORTED
+        assert out.properties & connected == connected
+        kept = set(torch.nonzero(keep).flatten().tolist())
+        for i in range(vec.shape[0]):
+            want = [p for p in _path_arcs(vec[i], "marker") if all(int(m) in kept for _, m in p)]
+            assert _path_arcs(out[i], "marker") == want
+            assert torch.equal(out[i].am_scores, vec.am_scores[out[i].marker.long()])
+
+
+def test_prune_at_scales_prunes_at_the_scaled_scores_and_keeps_the_unscaled(random_lattices):
+    vec = _vec(random_lattices[:40])
+    scales = [(1.0, 0.5 + (i % 4), -0.5 * (i % 3)) for i in range(vec.shape[0])]
+    for beam in (0.0, 1.0, 3.0):
+        out, report = prune_at_scales(vec, scales, beam)
+        ref, _ = prune(with_utterance_scales(vec, scales), beam=beam)
+        assert torch.equal(out.labels, ref.labels) and torch.equal(out.am_scores, ref.am_scores)
+        assert torch.equal(out.scores, out.am_scores + out.lm_scores)
+        assert report.arcs_after == [int(n) for n in torch.diff(out.arcs.row_splits(2)[out.arcs.row_splits(1).long()])]

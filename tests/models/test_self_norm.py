@@ -2,13 +2,18 @@
 import gzip
 import json
 
+import k2
 import pytest
 import torch
 from click.testing import CliRunner
 
+from lattices.lattice_batch import LatticeBatch
+
 from models.checkpoint import load_checkpoint, self_norm_offset
 from models.train_cli import train_command
+from rescore.pipeline import RescoreOptions, rescore_batch
 from rescore.scorers import load_scorer
+from tests.lattice_utils import fsa_from_arcs
 
 PATTERN = ["the cat sat on the mat", "a dog ran to the park", "the cat ran to the mat", "a dog sat on the park"]
 
@@ -67,3 +72,23 @@ def test_no_normalize_is_refused_for_an_ngram(tmp_path):
     arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0 <s>\n-0.5 </s>\n-0.5 a\n\n\\end\\\n")
     with pytest.raises(ValueError, match="not to an ARPA n-gram"):
         load_scorer(str(arpa), normalize=False)
+
+
+def test_the_exact_nbest_baseline_skips_the_normaliser_too(trained):
+    """--method nbest-exact --no-normalize scores hypotheses as --method afp --no-normalize does:
+    the paths are shorter than K = 4, so both compute the same raw-logit sums."""
+    path = trained["selfnorm"][0]
+    symbols = k2.SymbolTable.from_str("<eps> 0\nthe 1\ncat 2\ndog 3\nmat 4")
+    arcs = [(0, 1, 1, -1.0, 0.0), (1, 2, 2, -1.0, 0.0), (1, 2, 3, -1.2, 0.0), (1, 3, 4, -2.5, 0.0), (2, 3, 0, 0.0, 0.0),
+            (3, 4, -1, 0.0, 0.0)]
+    batch = LatticeBatch(k2.create_fsa_vec([fsa_from_arcs(arcs, final=4)]), ["u"], symbols)
+    lm = {}
+    for normalize in (True, False):
+        scorer = load_scorer(path, normalize=normalize)
+        for method in ("afp", "nbest-exact"):
+            out = rescore_batch(batch, scorer, [(1.0, 1.0, 0.0)], RescoreOptions(method=method, nbest=3, ctm=False))
+            lm[normalize, method] = {tuple(h.words): h.lm for h in out.hyps[0]}
+    assert len(lm[False, "afp"]) == 3
+    for words, score in lm[False, "afp"].items():
+        assert lm[False, "nbest-exact"][words] == pytest.approx(score, abs=1e-4)
+        assert abs(lm[True, "nbest-exact"][words] - score) > 1e-3  # the normaliser was really skipped

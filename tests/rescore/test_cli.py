@@ -369,6 +369,26 @@ def test_first_pass_then_new_lm_equals_one_joint_expansion(setup, tmp_path):
     assert read_text(os.path.join(narrow, "text")) == read_text(os.path.join(str(tmp_path / "ngram"), "text"))
 
 
+def test_first_pass_beam_without_an_old_lm_prunes_the_input_lattices(setup, tmp_path):
+    """Without --old-lm, --first-pass-beam prunes the input lattices before rescoring (both
+    methods): a beam that prunes nothing changes nothing; beam 0 leaves the lattice's own best path."""
+    _, lats, lms = setup
+    texts = {}
+    for method in ("afp", "nbest-exact"):
+        for beam in (None, 1000, 0):
+            out = str(tmp_path / f"{method}-{beam}")
+            r = run(*common(out, lms["afp2"], "--method", method, *(["--first-pass-beam", beam] if beam is not None else [])),
+                    lats)
+            assert r.exit_code == 0, r.stderr
+            texts[method, beam] = read_text(os.path.join(out, "text"))
+    assert run(*common(str(tmp_path / "own"), lms["afp2"], "--interpolate", 0), lats).exit_code == 0
+    own = read_text(os.path.join(str(tmp_path / "own"), "text"))  # the lattices' own best paths
+    for method in ("afp", "nbest-exact"):
+        assert texts[method, 1000] == texts[method, None]
+        assert texts[method, 0] == own
+    assert texts["afp", None] != own  # the LM changes some 1-best when nothing is pruned
+
+
 def test_silence_penalty_reaches_the_search(setup, tmp_path):
     """w1 alone after a silence (acoustically better) or w2: a silence penalty flips the 1-best."""
     _, _, lms = setup

@@ -56,6 +56,15 @@ def test_the_lm_flips_the_ranking():
     assert [h.total for h in hyps] == pytest.approx([2.0 * -1.0 + 0.5 * lm1 - 0.25, 2.0 * -1.5 + 0.5 * lm2 - 0.25])
 
 
+def test_without_the_normaliser_the_lm_score_is_the_raw_logits_minus_the_offset():
+    model, vocab, _ = unigram_lm()
+    (hyps,) = rescore_nbest_exact(two_words(), SYMBOLS, model, vocab, n=5, interpolate=1.0, normalize=False,
+                                  log_norm_offset=0.5)
+    raw = model.output.bias.double()  # the unigram LM's logits, whatever the history
+    assert [h.words for h in hyps] == [[2], [1]]
+    assert [h.lm for h in hyps] == pytest.approx([float(raw[5] + raw[2]) - 1.0, float(raw[4] + raw[2]) - 1.0])
+
+
 def test_interpolate_zero_keeps_the_lattice_ranking_exactly():
     model, vocab, _ = unigram_lm()
     rng = random.Random(3)

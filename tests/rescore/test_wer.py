@@ -1,8 +1,10 @@
 """WER counts and icefall-style reports on hand-checked examples."""
 import kaldialign
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rescore.wer import WerResult, normalize_case, wer_details, write_errs_file, write_wer_summary
+from rescore.wer import WerResult, normalize_case, paired_bootstrap, wer_details, write_errs_file, write_wer_summary
 
 REFS = {
     "u1": "THE CAT SAT ON THE MAT".split(),  # 1 deletion
@@ -83,3 +85,46 @@ def test_summary_best_first(tmp_path):
     assert path.read_text() == "settings\tWER\nlm_scale_0.5\t10.00\nlm_scale_0.9\t11.11\nlm_scale_0.3\t12.50\nlm_scale_0.7\t12.50\n"
     with pytest.raises(ValueError, match="setting name"):
         write_wer_summary(str(path), [("a\tb", res(0.01))])
+
+
+def _exact_p_better(a, b, r):
+    """Brute force: every one of the n^n equally likely resampled sets."""
+    from itertools import product as draws
+
+    n, better = len(r), 0
+    for pick in draws(range(n), repeat=n):
+        better += sum(b[i] - a[i] for i in pick) < 0 and sum(r[i] for i in pick) > 0
+    return better / n ** n
+
+
+def test_paired_bootstrap_of_a_system_against_itself_finds_no_difference():
+    errs, words = [3, 0, 5, 2], [10, 4, 12, 7]
+    out = paired_bootstrap(errs, errs, words, samples=500)
+    assert (out.delta, out.low, out.high, out.p_better) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_of_a_system_better_on_every_utterance_is_sure():
+    out = paired_bootstrap([3, 2, 5, 4], [1, 1, 2, 3], [10, 4, 12, 7], samples=500)
+    assert out.p_better == 1.0 and out.high < 0 and out.delta == pytest.approx(-7 / 33)
+
+
+def test_paired_bootstrap_matches_the_exact_resampling_distribution():
+    a, b, r = [2, 0, 4, 1], [1, 2, 3, 1], [5, 3, 9, 2]
+    exact = _exact_p_better(a, b, r)
+    out = paired_bootstrap(a, b, r, samples=40000, seed=1)
+    assert 0.05 < exact < 0.95 and out.p_better == pytest.approx(exact, abs=0.01)
+    assert out.low < out.delta < out.high
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(1, 9)), min_size=1, max_size=12),
+       st.integers(1, 50))
+@settings(max_examples=30, deadline=None)
+def test_paired_bootstrap_does_not_depend_on_the_block_size(utts, block):
+    a, b, r = zip(*utts)
+    assert paired_bootstrap(a, b, r, samples=97, block=block) == paired_bootstrap(a, b, r, samples=97)
+
+
+@pytest.mark.parametrize("args", [([1, 2], [1], [3, 3]), ([], [], []), ([1], [1], [0]), ([-1], [0], [2])])
+def test_paired_bootstrap_refuses_bad_input(args):
+    with pytest.raises(ValueError, match="paired bootstrap"):
+        paired_bootstrap(*args)
