@@ -4,7 +4,7 @@ import os
 import resource
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 import k2
@@ -25,6 +25,7 @@ from models.distributed import resolve_device
 
 from .outputs import words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
 from .pipeline import RescoreOptions, RescoreOutput, Scales, rescore_batch
+from .regroup import first_passed_groups
 from .stream import prefetch
 from .scorers import Scorer, load_scorer
 from .wer import wer_details, write_errs_file, write_wer_summary
@@ -165,28 +166,50 @@ def _add_stats(total: Dict[str, Any], stats: Dict[str, Any]) -> None:
 
 
 def rescored_batches(opts: RunOptions, rescore_opts: RescoreOptions, scorer: Scorer, old: Optional[Scorer],
-                     failures: List[Tuple[str, str]], warn_scales: bool = True) -> Iterator[Tuple[LatticeBatch, RescoreOutput, List[Scales]]]:
+                     failures: List[Tuple[str, str]], warn_scales: bool = True
+                     ) -> Iterator[Tuple[LatticeBatch, RescoreOutput, List[Scales], List[str]]]:
     """Read (the shard of) the job's lattices lazily and rescore them batch by batch.
+
+    With a first-pass beam, the first pass runs on each batch as read and its (much smaller)
+    results are regrouped into batches of about ``batch_arcs`` arcs for the new LM
+    (:mod:`rescore.regroup`).
 
     Args:
         failures: extended with ``(source, message)`` of every file and utterance that failed.
         warn_scales: warn when the LM scale falls back to the default (not while tuning it).
 
     Yields:
-        ``(batch, its RescoreOutput, its per-utterance (am, lm, wp) scales)``.
+        ``(batch, its RescoreOutput, its per-utterance (am, lm, wp) scales, the ids of every
+        utterance read into it)``; ``batch`` is what the new LM rescored.
     """
     stream, file_failures = _batches(opts)
     failures += file_failures
-    for batch, read_fails in prefetch(stream):
-        failures += [(f.source, f.message) for f in read_fails]
-        if not len(batch):
-            continue
-        scales, origins = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
-        if warn_scales:
-            warn_if_default_lm_scale(origins)
-        out = rescore_batch(batch, scorer, scales, rescore_opts, old)
+
+    def read() -> Iterator[Tuple[LatticeBatch, List[Scales]]]:
+        for batch, read_fails in prefetch(stream):
+            failures.extend((f.source, f.message) for f in read_fails)
+            if not len(batch):
+                continue
+            scales, origins = resolve_scales(batch.headers, opts.am_scale, opts.lm_scale, opts.word_penalty)
+            if warn_scales:
+                warn_if_default_lm_scale(origins)
+            yield batch, scales
+
+    if rescore_opts.first_pass_beam is None:
+        for batch, scales in read():
+            out = rescore_batch(batch, scorer, scales, rescore_opts, old)
+            failures += out.failures
+            yield batch, out, scales, batch.utt_ids
+        return
+    second = replace(rescore_opts, first_pass_beam=None)
+    for group in first_passed_groups(read(), old, rescore_opts, opts.batch_arcs):
+        out = rescore_batch(group.batch, scorer, group.scales, second) if len(group.batch) else RescoreOutput([], [])
+        out.failures = group.failures + out.failures
+        out.pruned = {**group.pruned, **out.pruned}
+        out.stats = {**out.stats, "first_pass_seconds": group.seconds, "arcs_before_expansion": group.arcs_in,
+                     "seconds": out.stats.get("seconds", 0.0) + group.seconds}  # the whole stage, as without regrouping
         failures += out.failures
-        yield batch, out, scales
+        yield group.batch, out, group.scales, group.inputs
 
 
 def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
@@ -223,19 +246,20 @@ def run_rescoring(opts: RunOptions) -> Dict[str, Any]:
     bar = tqdm(desc="rescoring", unit="utt", disable=not rescore_opts.progress, mininterval=1.0)
     with ExitStack() as stack:
         outputs: Optional[_JobOutputs] = None
-        for batch, out, scales in rescored_batches(opts, rescore_opts, scorer, old, failures):
+        for batch, out, scales, inputs in rescored_batches(opts, rescore_opts, scorer, old, failures):
             if outputs is None:  # the output lattice format defaults to the first lattice's
-                fmt = (opts.lattice_format or str(batch.headers[0].get("format", "k2"))) if opts.write_lattices else None
+                first = batch.headers[0] if batch.headers else {}  # a group may hold no lattice at all
+                fmt = (opts.lattice_format or str(first.get("format", "k2"))) if opts.write_lattices else None
                 outputs = _JobOutputs(stack, opts.out, fmt)
             scales_seen.update(scales)
             best = outputs.add(out, batch)
-            utts += batch.utt_ids
+            utts += inputs
             hyps.update(zip(out.utt_ids, best))
             for s, ws in out.sweep.items():
                 sweep.setdefault(s, {}).update(zip(out.utt_ids, (words_of(w, batch.symbols) for w in ws)))
             pruned.update(out.pruned)
             _add_stats(stats, out.stats)
-            bar.update(len(batch))
+            bar.update(len(inputs))
         bar.close()
         if outputs is None:  # nothing was read: still write the (empty) outputs
             outputs = _JobOutputs(stack, opts.out, None)

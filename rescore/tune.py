@@ -124,7 +124,7 @@ def _grid_totals(opts: RunOptions, rescore_opts: RescoreOptions, scorer, old, re
     """One round: rescore every batch once and add up the errors of every grid point."""
     totals = np.zeros(len(grid), dtype=np.int64)
     ref_words = utterances = 0
-    for _, out, _ in rescored_batches(opts, rescore_opts, scorer, old, failures, warn_scales=False):
+    for _, out, _, _ in rescored_batches(opts, rescore_opts, scorer, old, failures, warn_scales=False):
         lats = out.lattices
         have = [i for i, u in enumerate(lats.utt_ids) if u in refs]
         if not have:

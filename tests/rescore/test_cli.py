@@ -389,6 +389,31 @@ def test_first_pass_beam_without_an_old_lm_prunes_the_input_lattices(setup, tmp_
     assert texts["afp", None] != own  # the LM changes some 1-best when nothing is pruned
 
 
+def test_first_passed_lattices_are_regrouped_without_changing_the_outputs(setup, tmp_path):
+    """After a first-pass beam, the pruned lattices of several input batches are rescored together
+    (rescore/regroup.py): the outputs do not depend on how they were grouped."""
+    from lattices.normalize import NormalizationRules
+    from lattices.reader import expand_paths, iter_lattice_batches
+
+    _, lats, lms = setup
+    outs = {}
+    for method in ("afp", "nbest-exact"):
+        for batch_arcs in (1, 12, 10 ** 6):
+            out = str(tmp_path / f"{method}-{batch_arcs}")
+            r = run(*common(out, lms["afp2"], "--method", method, "--first-pass-beam", 0.5, "--batch-arcs", batch_arcs,
+                            "--nbest", 3), lats)
+            assert r.exit_code == 0, r.stderr
+            m = json.load(open(os.path.join(out, "metrics.json")))
+            assert m["utterances_done"] == 6 and m["first_pass_seconds"] > 0
+            outs[method, batch_arcs] = (read_text(os.path.join(out, "text")), open(os.path.join(out, "nbest.jsonl")).read(),
+                                        m["batches"])
+    read = list(iter_lattice_batches(expand_paths([lats])[0], "auto", None, NormalizationRules(), batch_arcs=12))
+    for method in ("afp", "nbest-exact"):
+        assert outs[method, 1][:2] == outs[method, 12][:2] == outs[method, 10 ** 6][:2]
+        assert outs[method, 1][2] == 6 and outs[method, 10 ** 6][2] == 1
+        assert outs[method, 12][2] < len(read)  # pruned lattices of several input batches went together
+
+
 def test_silence_penalty_reaches_the_search(setup, tmp_path):
     """w1 alone after a silence (acoustically better) or w2: a silence penalty flips the 1-best."""
     _, _, lms = setup

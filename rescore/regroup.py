@@ -1,0 +1,89 @@
+"""First pass, then regroup: the batches of the new-LM stage after a first-pass beam.
+
+Batches are read by *input* arcs (``--batch-arcs``). After a first-pass beam the lattices are often
+hundreds of times smaller, and the expansion costs about the same per topological level of a batch
+whatever the batch holds (bench/RESULTS.md 7.13: 34 batches of 3 pruned lattices took 8× the time
+of one batch of 100). So the pruned lattices of consecutive input batches are merged into groups of
+about ``batch_arcs`` arcs before the new LM sees them; memory stays bounded by one input batch plus
+one group.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import k2
+
+from lattices.lattice_batch import LatticeBatch
+
+from .pipeline import FirstPass, RescoreOptions, Scales, first_pass
+from .scorers import Scorer
+
+
+@dataclass
+class Group:
+    """First-passed lattices of one or more consecutive input batches, merged.
+
+    Attributes:
+        batch: the kept (pruned) lattices, in input order, with the newest batch's symbol table
+            (the job's table only grows, so it holds every earlier batch's words with their ids).
+        scales: ``[utt]`` their scales.
+        inputs: ids of every utterance read into the group (first-pass failures included).
+        arcs_in: input arcs of those utterances.
+        failures, pruned, seconds: of the first passes, as in :class:`rescore.pipeline.FirstPass`.
+    """
+
+    batch: LatticeBatch
+    scales: List[Scales]
+    inputs: List[str]
+    arcs_in: int
+    failures: List[Tuple[str, str]] = field(default_factory=list)
+    pruned: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _merge(parts: List[Tuple[LatticeBatch, FirstPass]]) -> Group:
+    kept = [fp for _, fp in parts if len(fp.batch)]
+    if len(kept) > 1:
+        batch = LatticeBatch(k2.cat([fp.batch.fsas for fp in kept]), [u for fp in kept for u in fp.batch.utt_ids],
+                             kept[-1].batch.symbols, [h for fp in kept for h in fp.batch.headers])
+    else:  # one part, or nothing kept at all
+        batch = kept[0].batch if kept else parts[-1][1].batch
+    return Group(batch, [s for fp in kept for s in fp.scales], [u for b, _ in parts for u in b.utt_ids],
+                 sum(int(b.fsas.num_arcs) for b, _ in parts), [f for _, fp in parts for f in fp.failures],
+                 {u: p for _, fp in parts for u, p in fp.pruned.items()}, sum(fp.seconds for _, fp in parts))
+
+
+def _attributes(batch: LatticeBatch) -> Tuple[str, ...]:
+    return tuple(sorted(name for name, _ in batch.fsas.named_tensor_attr()))
+
+
+def first_passed_groups(batches: Iterable[Tuple[LatticeBatch, List[Scales]]], old: Optional[Scorer],
+                        opts: RescoreOptions, batch_arcs: int) -> Iterator[Group]:
+    """Run :func:`rescore.pipeline.first_pass` (the old LM's expansion if any, then the beam
+    ``opts.first_pass_beam``) on each input batch, and yield the results merged into groups of at
+    least ``batch_arcs`` pruned arcs (the last group may be smaller).
+
+    Args:
+        batches: ``(batch, [utt] scales)`` as read, in order.
+        old: the old LM, or None (then the first pass only prunes).
+        opts: the job's options; ``first_pass_beam`` must be set.
+        batch_arcs: pruned arcs per group.
+
+    Yields:
+        :class:`Group` objects, utterances in input order. Lattices whose per-arc attributes differ
+        (e.g. times in one file and not in the next) are not merged into one group.
+    """
+    assert opts.first_pass_beam is not None, "regrouping is for a first-pass beam"
+    parts: List[Tuple[LatticeBatch, FirstPass]] = []
+    arcs = 0
+    for batch, scales in batches:
+        fp = first_pass(batch, old, scales, opts)
+        if parts and len(fp.batch) and any(len(p.batch) and _attributes(p.batch) != _attributes(fp.batch) for _, p in parts):
+            yield _merge(parts)
+            parts, arcs = [], 0
+        parts.append((batch, fp))
+        arcs += int(fp.batch.fsas.num_arcs)
+        if arcs >= batch_arcs:
+            yield _merge(parts)
+            parts, arcs = [], 0
+    if parts:
+        yield _merge(parts)
