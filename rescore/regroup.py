@@ -74,16 +74,18 @@ def first_passed_groups(batches: Iterable[Tuple[LatticeBatch, List[Scales]]], ol
     """
     assert opts.first_pass_beam is not None, "regrouping is for a first-pass beam"
     parts: List[Tuple[LatticeBatch, FirstPass]] = []
-    arcs = 0
+    arcs, kind = 0, None  # pruned arcs of the group, and its lattices' attributes (None: none yet)
     for batch, scales in batches:
         fp = first_pass(batch, old, scales, opts)
-        if parts and len(fp.batch) and any(len(p.batch) and _attributes(p.batch) != _attributes(fp.batch) for _, p in parts):
+        this = _attributes(fp.batch) if len(fp.batch) else None
+        if parts and this is not None and kind is not None and this != kind:
             yield _merge(parts)
-            parts, arcs = [], 0
+            parts, arcs, kind = [], 0, None
         parts.append((batch, fp))
         arcs += int(fp.batch.fsas.num_arcs)
+        kind = kind or this
         if arcs >= batch_arcs:
             yield _merge(parts)
-            parts, arcs = [], 0
+            parts, arcs, kind = [], 0, None
     if parts:
         yield _merge(parts)
