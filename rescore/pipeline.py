@@ -331,6 +331,21 @@ def _drop_non_finite(batch: LatticeBatch) -> Tuple[LatticeBatch, List[Tuple[str,
     return kept, [(batch.utt_ids[i], "NaN or infinite acoustic/LM score on an arc") for i in bad]
 
 
+def validated(batch: LatticeBatch, scales: Sequence[Scales]) -> Tuple[LatticeBatch, List[Scales], List[Tuple[str, str]]]:
+    """The lattices of ``batch`` that can be rescored (finite scores, acyclic, a complete path),
+    their scales, and ``(utt_id, message)`` for each of the others.
+
+    Raises:
+        ValueError: ``scales`` not one per lattice.
+    """
+    if len(scales) != len(batch):
+        raise ValueError(f"{len(scales)} scale settings for {len(batch)} lattices")
+    index = {u: i for i, u in enumerate(batch.utt_ids)}
+    batch, bad_scores = _drop_non_finite(batch)
+    good, problems = validate_batch(batch)
+    return good, [scales[index[u]] for u in good.utt_ids], bad_scores + list(problems)
+
+
 def rescore_batch(
     batch: LatticeBatch, scorer: Scorer, scales: Sequence[Scales], opts: RescoreOptions, old: Optional[Scorer] = None
 ) -> RescoreOutput:
@@ -348,13 +363,7 @@ def rescore_batch(
         A :class:`RescoreOutput`; bad utterances (cycle, no complete path, expansion that cannot be
         pruned to ``max_arcs``) are listed in ``failures``, the others are rescored.
     """
-    if len(scales) != len(batch):
-        raise ValueError(f"{len(scales)} scale settings for {len(batch)} lattices")
-    index = {u: i for i, u in enumerate(batch.utt_ids)}
-    batch, bad_scores = _drop_non_finite(batch)
-    good, problems = validate_batch(batch)
-    problems = bad_scores + list(problems)
-    good_scales = [scales[index[u]] for u in good.utt_ids]
+    good, good_scales, problems = validated(batch, scales)
     if len(good) == 0:
         return RescoreOutput([], [], failures=list(problems))
     run = _afp if opts.method == "afp" else _nbest_exact

@@ -14,7 +14,7 @@ import k2
 
 from lattices.lattice_batch import LatticeBatch
 
-from .pipeline import FirstPass, RescoreOptions, Scales, first_pass
+from .pipeline import FirstPass, RescoreOptions, Scales, first_pass, validated
 from .scorers import Scorer
 
 
@@ -59,7 +59,8 @@ def _attributes(batch: LatticeBatch) -> Tuple[str, ...]:
 def first_passed_groups(batches: Iterable[Tuple[LatticeBatch, List[Scales]]], old: Optional[Scorer],
                         opts: RescoreOptions, batch_arcs: int) -> Iterator[Group]:
     """Run :func:`rescore.pipeline.first_pass` (the old LM's expansion if any, then the beam
-    ``opts.first_pass_beam``) on each input batch, and yield the results merged into groups of at
+    ``opts.first_pass_beam``) on the valid lattices of each input batch (the others become
+    failures, as in :func:`rescore.pipeline.rescore_batch`), and yield the results merged into groups of at
     least ``batch_arcs`` pruned arcs (the last group may be smaller).
 
     Args:
@@ -76,7 +77,9 @@ def first_passed_groups(batches: Iterable[Tuple[LatticeBatch, List[Scales]]], ol
     parts: List[Tuple[LatticeBatch, FirstPass]] = []
     arcs, kind = 0, None  # pruned arcs of the group, and its lattices' attributes (None: none yet)
     for batch, scales in batches:
-        fp = first_pass(batch, old, scales, opts)
+        good, good_scales, problems = validated(batch, scales)  # bad lattices never reach the first pass
+        fp = first_pass(good, old, good_scales, opts) if len(good) else FirstPass(good, [], [], [], {}, 0.0)
+        fp.failures = problems + fp.failures
         this = _attributes(fp.batch) if len(fp.batch) else None
         if parts and this is not None and kind is not None and this != kind:
             yield _merge(parts)

@@ -32,3 +32,12 @@ def test_lattices_with_different_attributes_go_to_different_groups():
     groups = list(first_passed_groups(batches, None, RescoreOptions(first_pass_beam=0.0), batch_arcs=100))
     assert [g.inputs for g in groups] == [["a"], ["b", "c"]]
     assert hasattr(groups[1].batch.fsas, "start_times") and not hasattr(groups[0].batch.fsas, "start_times")
+
+
+def test_bad_lattices_are_failures_and_the_rest_go_on():
+    bad, _ = one("bad")
+    bad.fsas.am_scores[0] = float("nan")
+    batches = [one("a"), (LatticeBatch(k2.cat([one("b")[0].fsas, bad.fsas]), ["b", "bad"], SYMBOLS), [(1.0, 1.0, 0.0)] * 2)]
+    (group,) = first_passed_groups(batches, None, RescoreOptions(first_pass_beam=0.0), batch_arcs=100)
+    assert group.inputs == ["a", "b", "bad"] and group.batch.utt_ids == ["a", "b"]
+    assert group.failures == [("bad", "NaN or infinite acoustic/LM score on an arc")]
