@@ -194,7 +194,7 @@ def nbest_row(cache: str, lats: LatticeBatch, scorer: Scorer, scales, n: int, re
         with atomic_open(cache) as f:
             json.dump({"grid": grid, "errors": errs.tolist(), "stats": st}, f)
     utt_errors, chosen, _ = two_fold(grid, errs, fold)
-    split = (f"{'prune %.1f s, ' % prune_seconds if prune_seconds else ''}search {st['search_seconds']:.1f} s, "
+    split = (f"{_pruned(prune_seconds)}search {st['search_seconds']:.1f} s, "
              f"LM {st['seconds'] - st['search_seconds']:.1f} s; " if "search_seconds" in st else "")
     return Row(name, sum(utt_errors), st["seconds"] + prune_seconds, int(lats.fsas.num_arcs), chosen,
                f"{split}{st['hypotheses']} hypotheses; {n}-best oracle {100 * st['oracle_errors'] / ref_words:.2f}%",
@@ -336,6 +336,11 @@ def main(lats, ref, hyp, ngram, afps, afps_self_norm, bptt, ns, first_pass_scale
     write_results(out, rows, [len(r) for r in refs], lm_info, device, compare)
 
 
+def _pruned(seconds: float) -> str:
+    """The note's words for the narrower beam's pruning time (none at the widest beam)."""
+    return f"prune {seconds:.1f} s, " if seconds else ""
+
+
 def narrower(l3: LatticeBatch, scales3, beam: float) -> Tuple[LatticeBatch, float]:
     """The 3-gram lattices pruned again, to ``beam`` (as ``afp-lattice prune``), and the seconds it took."""
     t0 = time.perf_counter()
@@ -355,7 +360,7 @@ def afp_rows(out: str, tag: str, name: str, l3: LatticeBatch, afp: Scorer, scale
     seconds = st["seconds"] + prune_seconds
     note = (f"{st['arcs_after_expansion']} expanded arcs, {st['distinct_histories']} histories, "
             f"{st.get('cell_steps', 0) / max(st['distinct_histories'], 1):.2f} cell steps/history, {st['pruned']} utts pruned; "
-            f"{'prune %.1f s, ' % prune_seconds if prune_seconds else ''}"
+            f"{_pruned(prune_seconds)}"
             f"expand {st['expand_seconds']:.1f} s, LM {st['lm_seconds']:.1f} s, search {st['search_seconds']:.1f} s")
     mixed = [g for g, p in enumerate(grid) if p[2] < 1.0]
     alone = [g for g, p in enumerate(grid) if p[2] == 1.0]

@@ -91,6 +91,12 @@ def prune(
     Raises:
         ValueError: for an out-of-range ``threshold`` or negative ``beam``.
     """
+    out = keep_arcs(fsas, _kept(fsas, threshold, beam))
+    return out, _report(fsas, out)
+
+
+def _kept(fsas: k2.Fsa, threshold: Optional[float], beam: Optional[float]) -> torch.Tensor:
+    """``[num_arcs]`` bool: the arcs :func:`prune` keeps, by the ``scores`` of ``fsas``."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"posterior threshold must be in [0, 1], got {threshold}")
     if beam is not None and beam < 0:
@@ -103,9 +109,7 @@ def prune(
         ok &= arc_log_posteriors(fsas) >= torch.log(torch.tensor(threshold, dtype=torch.float64)) - 1e-12
     if beam is not None:
         ok &= viterbi >= -beam
-    keep |= ok
-    out = keep_arcs(fsas, keep)
-    return out, _report(fsas, out)
+    return keep | ok
 
 
 def _report(before: k2.Fsa, after: k2.Fsa) -> PruneReport:
@@ -123,13 +127,9 @@ def prune_at_scales(fsas: k2.Fsa, scales: Sequence[Tuple[float, float, float]], 
         scales: ``[utt]`` the scales the beam applies at.
         beam: log-score beam (>= 0).
     """
-    if beam < 0:
-        raise ValueError(f"beam must be >= 0, got {beam}")
-    _check(fsas)
     scaled = k2.Fsa(fsas.arcs.clone())  # the structure alone: the attributes are not needed to score
     scaled.scores = utterance_scaled_scores(fsas, scales)
-    viterbi = arc_viterbi_scores(scaled)
-    out = keep_arcs(fsas, best_path_arcs(scaled, viterbi) | (viterbi >= -beam))
+    out = keep_arcs(fsas, _kept(scaled, None, beam))
     out.scores = out.am_scores + out.lm_scores
     return out, _report(fsas, out)
 
@@ -166,8 +166,7 @@ def keep_arcs(fsas: k2.Fsa, keep: torch.Tensor) -> k2.Fsa:
     arc_map = torch.from_numpy(idx).to(torch.int32)
     compact = fsavec_from_arrays(state_splits, arc_splits, src - first, dst - first, a.labels[idx],
                                  fsas.scores[arc_map.long()])
-    out = k2.connect(k2.utils.fsa_from_unary_function_tensor(fsas, compact.arcs, arc_map))
-    return fsas.clone() if out is fsas else out
+    return k2.connect(k2.utils.fsa_from_unary_function_tensor(fsas, compact.arcs, arc_map))
 
 
 def _check(fsas: k2.Fsa) -> None:
