@@ -12,7 +12,7 @@ from .wer import write_errs_file
 CONCATENATED = ("text", "nbest.jsonl", "failures.txt", "hyps.supervisions.jsonl.gz")
 OPTIONAL = ("ctm",)  # concatenated from the shards that have it (lattices with word times)
 SUMMED = ("utterances_done", "utterances_failed", "arcs_before_expansion", "arcs_after_expansion",
-          "distinct_histories", "seconds", "wall_seconds", "expand_seconds", "lm_seconds", "search_seconds")
+          "distinct_histories", "seconds", "wall_seconds", "first_pass_seconds", "expand_seconds", "lm_seconds", "search_seconds")
 
 
 def _lines(path: str) -> List[str]:

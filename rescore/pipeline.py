@@ -178,34 +178,42 @@ def expand_and_score(
 
 @dataclass
 class FirstPass:
-    """The lattices after the old LM's pass (:func:`first_pass`).
+    """The lattices after the first pass (:func:`first_pass`), ready for the new LM.
 
     Attributes:
-        batch: the kept lattices, ``lm_scores`` = the old LM's (``scores = am + lm``).
-        kept: their indexes in the input batch.
-        scales: their scales.
+        batch: the kept lattices; with an old LM their ``lm_scores`` are the old LM's
+            (``scores = am + lm``).
+        scales: ``[utt]`` their scales.
         failures, pruned: as in :class:`RescoreOutput`, keyed by utterance id.
         seconds: time taken.
+        arcs_in: arcs of the lattices the first pass was given.
     """
 
     batch: LatticeBatch
-    kept: List[int]
     scales: List[Scales]
     failures: List[Tuple[str, str]]
     pruned: Dict[str, Dict[str, float]]
     seconds: float
+    arcs_in: int
+
+
+def has_first_pass(opts: RescoreOptions, old: Optional[Scorer]) -> bool:
+    """Whether :func:`rescore_batch` runs :func:`first_pass` before the new LM: with a first-pass
+    beam, and for ``nbest-exact`` with an old LM (whose N-best lists come from its lattice)."""
+    return opts.first_pass_beam is not None or (old is not None and opts.method == "nbest-exact")
 
 
 def first_pass(batch: LatticeBatch, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> FirstPass:
-    """Expand ``batch`` for the ``old`` LM alone and let its scores replace the lattices' LM scores;
-    with ``opts.first_pass_beam``, prune the result at that beam at each utterance's scales.
-    Without an ``old`` LM, only that pruning, of the input lattices."""
+    """Expand valid lattices ``batch`` for the ``old`` LM alone and let its scores replace the
+    lattices' LM scores; with ``opts.first_pass_beam``, prune the result at that beam at each
+    utterance's scales. Without an ``old`` LM, only that pruning, of the input lattices."""
     t0 = time.perf_counter()
+    arcs_in = int(batch.fsas.num_arcs)
     if old is None:
         assert opts.first_pass_beam is not None, "no old LM and no beam: there is no first pass"
         fsas, _ = prune_at_scales(batch.fsas, scales, opts.first_pass_beam) if len(batch) else (batch.fsas, None)
-        return FirstPass(LatticeBatch(fsas, batch.utt_ids, batch.symbols, batch.headers), list(range(len(batch))), scales,
-                         [], {}, time.perf_counter() - t0)
+        return FirstPass(LatticeBatch(fsas, batch.utt_ids, batch.symbols, batch.headers), scales, [], {},
+                         time.perf_counter() - t0, arcs_in)
     done = expand_and_score(with_utterance_scales(batch.fsas, scales), batch.symbols, [old], old.context or 1,
                             opts.first_pass_max_arcs or opts.max_arcs, opts.max_batch, opts.progress,
                             LookaheadWeights(scales, [1.0], 0.0) if opts.lookahead else None)
@@ -216,19 +224,11 @@ def first_pass(batch: LatticeBatch, old: Optional[Scorer], scales: List[Scales],
         fsas, _ = prune_at_scales(fsas, kept_scales, opts.first_pass_beam)
     utt_ids = [batch.utt_ids[i] for i in kept]
     return FirstPass(LatticeBatch(fsas, utt_ids, batch.symbols, [batch.headers[i] for i in kept] if batch.headers else []),
-                     kept, kept_scales, [(batch.utt_ids[i], msg) for i, msg in done.failures.items()],
-                     {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}, time.perf_counter() - t0)
+                     kept_scales, [(batch.utt_ids[i], msg) for i, msg in done.failures.items()],
+                     {batch.utt_ids[i]: asdict(info) for i, info in done.pruned.items()}, time.perf_counter() - t0, arcs_in)
 
 
 def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
-    if opts.first_pass_beam is not None:  # the old LM's own pass (if any), pruned, then the new LM
-        fp = first_pass(batch, old, scales, opts)
-        out = _afp(fp.batch, scorer, None, fp.scales, replace(opts, first_pass_beam=None)) if len(fp.batch) else RescoreOutput([], [])
-        out.failures = fp.failures + out.failures
-        out.pruned = {**fp.pruned, **out.pruned}
-        out.stats["first_pass_seconds"] = fp.seconds
-        out.stats["arcs_before_expansion"] = int(batch.fsas.num_arcs)
-        return out
     contexts = [scorer.context] + ([old.context] if old is not None else [])
     if opts.order is None and scorer.context is None:
         raise ValueError("the LM was trained with BPTT (exact mode): give the expansion order K (--iterations) "
@@ -268,33 +268,24 @@ def _afp(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: Lis
     return out
 
 
-def _nbest_exact(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
+def _nbest_exact(batch: LatticeBatch, scorer: Scorer, scales: List[Scales], opts: RescoreOptions) -> RescoreOutput:
     if scorer.model is None:
         raise ValueError("--method nbest-exact needs an afp-train-lm checkpoint as --lm (an n-gram belongs in --old-lm)")
     model, vocab = scorer.model, scorer.vocab
-    t0 = time.perf_counter()
-    fsas, kept, out_failures, out_pruned = batch.fsas, list(range(len(batch))), [], {}
-    if old is not None or opts.first_pass_beam is not None:  # first pass: the old LM's expansion, and/or the beam
-        fp = first_pass(batch, old, scales, opts)
-        fsas, kept, out_failures, out_pruned = fp.batch.fsas, fp.kept, fp.failures, fp.pruned
-    kept_scales = [scales[i] for i in kept]
+    fsas = batch.fsas
     t1 = time.perf_counter()
     lm_ids = scorer.symbol_ids(batch.symbols)
     norm = {"lm_ids": lm_ids, "normalize": scorer.normalize, "log_norm_offset": scorer.log_norm_offset}
-    hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=kept_scales,
-                               **norm)
+    hyps = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate, scales=scales, **norm)
     t2 = time.perf_counter()
     sweep = {}
     for s in opts.lm_scales:
         swept = rescore_nbest_exact(fsas, batch.symbols, model, vocab, opts.nbest, 1.0, 1.0, 0.0, opts.interpolate,
-                                    scales=[(a, s, p) for a, _, p in kept_scales], **norm)
+                                    scales=[(a, s, p) for a, _, p in scales], **norm)
         sweep[s] = [h[0].words for h in swept]
-    utt_ids = [batch.utt_ids[i] for i in kept]
-    out = RescoreOutput(utt_ids, hyps, sweep, failures=out_failures, pruned=out_pruned,
-                        ctm=_ctm(fsas, utt_ids, hyps, kept_scales, batch, opts.ctm))
-    out.stats = {"arcs_before_expansion": int(batch.fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
-                 "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps),
-                 "expand_seconds": t1 - t0, "lm_seconds": t2 - t1}
+    out = RescoreOutput(list(batch.utt_ids), hyps, sweep, ctm=_ctm(fsas, batch.utt_ids, hyps, scales, batch, opts.ctm))
+    out.stats = {"arcs_before_expansion": int(fsas.num_arcs), "arcs_after_expansion": int(fsas.num_arcs),
+                 "distinct_histories": 0, "hypotheses_scored": sum(len(h) for h in hyps), "lm_seconds": t2 - t1}
     return out
 
 
@@ -366,8 +357,33 @@ def rescore_batch(
     good, good_scales, problems = validated(batch, scales)
     if len(good) == 0:
         return RescoreOutput([], [], failures=list(problems))
-    run = _afp if opts.method == "afp" else _nbest_exact
-    out = run(good, scorer, old, good_scales, opts)
+    if has_first_pass(opts, old):
+        out = rescore_first_passed(first_pass(good, old, good_scales, opts), scorer, opts)
+    else:
+        out = _second_stage(good, scorer, old, good_scales, opts)
     out.failures = list(problems) + out.failures
+    return out
+
+
+def rescore_first_passed(fp: FirstPass, scorer: Scorer, opts: RescoreOptions) -> RescoreOutput:
+    """The new LM's stage of :func:`rescore_batch` on the results of its :func:`first_pass`
+    (lattices already validated; ``opts`` are the job's, first-pass settings included).
+
+    Returns:
+        A :class:`RescoreOutput` with the first pass's failures, pruning and seconds in it.
+    """
+    second = replace(opts, first_pass_beam=None)
+    out = _second_stage(fp.batch, scorer, None, fp.scales, second) if len(fp.batch) else RescoreOutput([], [])
+    out.failures = fp.failures + out.failures
+    out.pruned = {**fp.pruned, **out.pruned}
+    out.stats = {**out.stats, "first_pass_seconds": fp.seconds, "arcs_before_expansion": fp.arcs_in}
+    out.stats["seconds"] = sum(v for k, v in out.stats.items() if k.endswith("_seconds"))
+    return out
+
+
+def _second_stage(batch: LatticeBatch, scorer: Scorer, old: Optional[Scorer], scales: List[Scales],
+                  opts: RescoreOptions) -> RescoreOutput:
+    """The new LM's stage (``old`` scored in the same expansion, for ``afp``) on valid lattices."""
+    out = _afp(batch, scorer, old, scales, opts) if opts.method == "afp" else _nbest_exact(batch, scorer, scales, opts)
     out.stats["seconds"] = sum(v for k, v in out.stats.items() if k.endswith("_seconds"))
     return out

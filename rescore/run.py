@@ -4,7 +4,7 @@ import os
 import resource
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 import k2
@@ -24,7 +24,7 @@ from models.files import atomic_open, read_references
 from models.distributed import resolve_device
 
 from .outputs import words_of, write_failures, write_json, write_jsonl, write_supervisions, write_text
-from .pipeline import RescoreOptions, RescoreOutput, Scales, rescore_batch
+from .pipeline import RescoreOptions, RescoreOutput, Scales, has_first_pass, rescore_batch, rescore_first_passed
 from .regroup import first_passed_groups
 from .stream import prefetch
 from .scorers import Scorer, load_scorer
@@ -170,9 +170,9 @@ def rescored_batches(opts: RunOptions, rescore_opts: RescoreOptions, scorer: Sco
                      ) -> Iterator[Tuple[LatticeBatch, RescoreOutput, List[Scales], List[str]]]:
     """Read (the shard of) the job's lattices lazily and rescore them batch by batch.
 
-    With a first-pass beam, the first pass runs on each batch as read and its (much smaller)
-    results are regrouped into batches of about ``batch_arcs`` arcs for the new LM
-    (:mod:`rescore.regroup`).
+    With a first pass (:func:`rescore.pipeline.has_first_pass`), it runs on each batch as read
+    (after validation) and its results, much smaller after a beam, are regrouped into batches of
+    about ``batch_arcs`` arcs for the new LM (:mod:`rescore.regroup`).
 
     Args:
         failures: extended with ``(source, message)`` of every file and utterance that failed.
@@ -195,19 +195,14 @@ def rescored_batches(opts: RunOptions, rescore_opts: RescoreOptions, scorer: Sco
                 warn_if_default_lm_scale(origins)
             yield batch, scales
 
-    if rescore_opts.first_pass_beam is None:
+    if not has_first_pass(rescore_opts, old):
         for batch, scales in read():
             out = rescore_batch(batch, scorer, scales, rescore_opts, old)
             failures += out.failures
             yield batch, out, scales, batch.utt_ids
         return
-    second = replace(rescore_opts, first_pass_beam=None)
     for group in first_passed_groups(read(), old, rescore_opts, opts.batch_arcs):
-        out = rescore_batch(group.batch, scorer, group.scales, second) if len(group.batch) else RescoreOutput([], [])
-        out.failures = group.failures + out.failures
-        out.pruned = {**group.pruned, **out.pruned}
-        out.stats = {**out.stats, "first_pass_seconds": group.seconds, "arcs_before_expansion": group.arcs_in,
-                     "seconds": out.stats.get("seconds", 0.0) + group.seconds}  # the whole stage, as without regrouping
+        out = rescore_first_passed(group, scorer, rescore_opts)
         failures += out.failures
         yield group.batch, out, group.scales, group.inputs
 

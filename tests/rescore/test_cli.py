@@ -414,6 +414,43 @@ def test_first_passed_lattices_are_regrouped_without_changing_the_outputs(setup,
         assert outs[method, 12][2] < len(read)  # pruned lattices of several input batches went together
 
 
+def test_nbest_exact_with_an_old_lm_is_regrouped_without_changing_the_outputs(setup, tmp_path):
+    """nbest-exact takes its lists from the old LM's lattice (a first pass without a beam): that
+    pass runs per batch read, and the outputs do not depend on the batch size."""
+    _, lats, lms = setup
+    outs = []
+    for batch_arcs in (1, 12, 10 ** 6):
+        out = str(tmp_path / str(batch_arcs))
+        r = run(*common(out, lms["afp2"], "--method", "nbest-exact", "--old-lm", lms["arpa"], "--interpolate", 0.5,
+                        "--batch-arcs", batch_arcs, "--nbest", 3), lats)
+        assert r.exit_code == 0, r.stderr
+        m = json.load(open(os.path.join(out, "metrics.json")))
+        assert m["utterances_done"] == 6 and m["first_pass_seconds"] > 0
+        outs.append((read_text(os.path.join(out, "text")), open(os.path.join(out, "nbest.jsonl")).read()))
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_each_lattice_is_validated_once_when_first_passed_and_regrouped(setup, tmp_path, monkeypatch):
+    """Regrouped lattices were validated as read; the new LM's stage does not check them again."""
+    import lattices.validate
+    import rescore.pipeline
+
+    _, lats, lms = setup
+    seen = []
+
+    def counting(batch, *args, **kwargs):
+        seen.extend(batch.utt_ids)
+        return lattices.validate.validate_batch(batch, *args, **kwargs)
+
+    monkeypatch.setattr(rescore.pipeline, "validate_batch", counting)
+    for method in ("afp", "nbest-exact"):
+        seen.clear()
+        r = run(*common(str(tmp_path / method), lms["afp2"], "--method", method, "--first-pass-beam", 0.5,
+                        "--batch-arcs", 12), lats)
+        assert r.exit_code == 0, r.stderr
+        assert sorted(seen) == sorted(read_text(os.path.join(str(tmp_path / method), "text")))  # 6, each once
+
+
 def test_silence_penalty_reaches_the_search(setup, tmp_path):
     """w1 alone after a silence (acoustically better) or w2: a silence penalty flips the 1-best."""
     _, _, lms = setup
