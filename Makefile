@@ -49,7 +49,7 @@ help:
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make books-small-lms  1x128 AFP-2/4/8 and BPTT LMs on the books (under an hour each), compared by make bench-books-wer"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-cpu-gemm | bench-fuzz   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-first-pass | bench-cpu-gemm | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
 include bench/decode.mk
 
@@ -410,6 +410,22 @@ $(BENCH_PASS_DIR)/time.jsonl: $(BENCH_PASS_DIR)/pairs.pt $(dir $(BENCH_PASS_SN_L
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) bench/lm_pass.py time --lm $(BENCH_PASS_SN_LM) --pairs $< \
 	  --device $(BENCH_PASS_DEVICE) --repeat $(BENCH_PASS_REPEAT) --states tree --no-normalize --unblocked --per-step-inputs >> $@.tmp
 	mv $@.tmp $@
+
+# Where the time of a job with an n-gram first pass goes (issue 10): one afp-rescore job per
+# --batch-arcs value, with timers around the first pass's stages (look-ahead, each kind of growth);
+# BENCH_BASELINE=DIR (a checkout of older code) runs the same jobs with it in the same run.
+BENCH_FP_DIR ?= exp/bench-first-pass
+BENCH_FP_LM ?= $(BENCH_LS_DIR)/lm/afp4sn/model.pt
+BENCH_FP_BATCH_ARCS ?= 50000,200000,1000000
+BENCH_FP_FLAGS ?= --no-normalize --old-lm $(abspath $(NGRAM_ARPA)) --lm-scale 12 --word-penalty 0 --interpolate 0.25 \
+                  --first-pass-beam 20 --no-ctm --device cpu --ref $(abspath $(DECODE_DIR)/ref.txt)
+
+$(BENCH_FP_DIR)/table.md: $(dir $(BENCH_FP_LM))metrics.json $(NGRAM_ARPA) | $(DECODE_DIR)/lats/.done
+	$(PY) bench/first_pass.py run --lm $(BENCH_FP_LM) --flags '$(BENCH_FP_FLAGS)' --batch-arcs $(BENCH_FP_BATCH_ARCS) \
+	  --out $(@D) --threads $(BENCH_THREADS) $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE)) $(DECODE_DIR)/lats
+
+.PHONY: bench-first-pass
+bench-first-pass: $(BENCH_FP_DIR)/table.md
 
 # Matrix products with MKL's generic path against the one importing `models` picks (AMD CPUs:
 # models/cpu_gemm.py), each in a fresh process, in one run.

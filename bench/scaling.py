@@ -37,10 +37,12 @@ def make_copies(lattice: str, n: int, out: str) -> str:
     return folder
 
 
-def run_job(code: str, lm: str, lats: str, out: str, flags: List[str], threads: int) -> Dict[str, float]:
-    """One ``afp-rescore`` process run from the source tree ``code``; wall seconds and peak RSS."""
+def run_job(code: str, lm: str, lats: str, out: str, flags: List[str], threads: int,
+            program: str = "from rescore.cli import main; main()") -> Dict[str, float]:
+    """One ``afp-rescore`` process run from the source tree ``code`` (``program``: the Python code
+    that runs it with the arguments in ``sys.argv[1:]``); wall seconds and peak RSS."""
     env = {**os.environ, "PYTHONPATH": code, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-c", "from rescore.cli import main; main()", "--lm", lm, "--out", out, "--force",
+    cmd = [sys.executable, "-c", program, "--lm", lm, "--out", out, "--force",
            "--no-progress", *flags, lats]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

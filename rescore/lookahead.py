@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lattices.posteriors import arc_viterbi_scores
-from lattices.validate import arc_arrays
+from lattices.validate import arc_arrays, select_lattices
 
 from .arc_scores import HistoryTokens, arc_lm_scores
 from .expand import expand_histories
@@ -62,6 +62,12 @@ class Lookahead:
         symbols: the lattices' word table.
         max_batch: distinct histories per LM chunk.
         device: where the order-1 expansion grows (default: that of the lattices).
+        chunk_arcs: input arcs per chunk of lattices (at least one lattice each) that the
+            look-ahead scores at a time. Its steps are flat passes over the order-1 expansion,
+            about 5x the input's size on the LibriSpeech lattices, and they slow down per arc on
+            arrays much larger than this (bench/RESULTS.md 7.14). Twice the default
+            ``--batch-arcs``, so that a default batch (50,000 arcs and the lattice that crossed
+            that line) is usually one chunk. Each lattice's scores are the same whatever the chunk.
     """
 
     lms: Sequence[Scorer]
@@ -70,9 +76,11 @@ class Lookahead:
     symbols: k2.SymbolTable
     max_batch: int = 4096
     device: Optional[torch.device] = None
+    chunk_arcs: int = 100_000
 
     def viterbi(self, fsas: k2.Fsa, utts: List[int], tokens: Optional[torch.Tensor]) -> torch.Tensor:
-        """Per-arc best-path-through scores under the look-ahead (see the module docstring).
+        """Per-arc best-path-through scores under the look-ahead (see the module docstring), for
+        chunks of about ``chunk_arcs`` input arcs at a time.
 
         Args:
             fsas: FsaVec ``[utt][state][arc]``, the input utterances ``utts`` (indexes into
@@ -81,10 +89,23 @@ class Lookahead:
             tokens: ``[num_arcs]`` history tokens of the arcs (:meth:`HistoryTokens.of_labels`).
 
         Returns:
-            ``[num_arcs]`` float64, ``<= 0``, 0 on the look-ahead's best path (as
+            ``[num_arcs]`` float64, ``<= 0``, 0 on the look-ahead's best path of each lattice (as
             :func:`lattices.posteriors.arc_viterbi_scores`).
         """
         assert tokens is not None, "the look-ahead needs the arcs' history tokens"
+        first_arc = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].tolist()  # [num_fsas + 1]
+        scores, lo = [], 0
+        while lo < len(utts):
+            hi = lo + 1
+            while hi < len(utts) and first_arc[hi + 1] - first_arc[lo] <= self.chunk_arcs:
+                hi += 1
+            chunk = fsas if hi - lo == len(utts) else select_lattices(fsas, list(range(lo, hi)))
+            scores.append(self._viterbi(chunk, utts[lo:hi], tokens[first_arc[lo]:first_arc[hi]]))
+            lo = hi
+        return torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64, device=fsas.scores.device)
+
+    def _viterbi(self, fsas: k2.Fsa, utts: List[int], tokens: torch.Tensor) -> torch.Tensor:
+        """:meth:`viterbi` of one chunk of lattices (the same arguments and result)."""
         one = expand_histories(fsas, 1, self.tokens.bos, history_labels=tokens, device=self.device)
         arc_map = one.arc_map.to(fsas.scores.device)
         lattice_lm = fsas.lm_scores.double()[arc_map]

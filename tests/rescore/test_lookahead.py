@@ -118,3 +118,17 @@ def test_it_keeps_the_lm_best_path_that_acoustic_pruning_loses(bigram):
         assert name == "exact" or out.pruned["u"]["expanded_arcs"] <= 4
     assert words["exact"] == words["lookahead"] == ["w1", "w2", "w3"]
     assert words["acoustic"] == ["w4", "w5", "w1"]
+
+
+@pytest.mark.parametrize("chunk_arcs", [1, 7, 20, 10**6])
+def test_each_lattice_scores_the_same_whatever_the_chunk(bigram, chunk_arcs):
+    """The look-ahead scores chunks of about ``chunk_arcs`` input arcs at a time; every arc's score
+    is the one of all lattices at once (a chunk of 1 arc is one lattice per chunk)."""
+    symbols = make_symbols()
+    fsas = with_utterance_scales(random_batch(5, n=7), [SCALES] * 7)
+    tokens = history_tokens(symbols, [bigram])
+    weights = LookaheadWeights([SCALES] * 7, [0.7], 0.3)
+    whole = Lookahead([bigram], tokens, weights, symbols, chunk_arcs=10**9).viterbi(fsas, list(range(7)), tokens.of_labels(fsas.labels))
+    got = Lookahead([bigram], tokens, weights, symbols, chunk_arcs=chunk_arcs).viterbi(fsas, list(range(7)), tokens.of_labels(fsas.labels))
+    assert got.shape == (fsas.num_arcs,)
+    assert torch.equal(got, whole)
