@@ -47,6 +47,11 @@ from scaling import ROOT, run_job  # noqa: E402
 KINDS = ("order1", "unpruned", "fit", "recheck")
 
 
+def _empty_row() -> List[float]:
+    """A stage's timings before its first call: ``[calls, seconds, levels, arcs built, arcs kept]``."""
+    return [0, 0.0, 0, 0, 0]
+
+
 def _install_timers(timings: Dict[str, List[float]]) -> None:
     """Wrap the first pass, and inside it the growth and the look-ahead, so that each call adds to
     ``timings``: ``kind -> [calls, seconds, levels, arcs built, arcs kept]`` (the new LM's own
@@ -113,7 +118,7 @@ def job(ctx: click.Context, timings: str) -> None:
     """Run afp-rescore with the remaining arguments, timing its first pass's stages."""
     from rescore.cli import rescore_command
 
-    acc: Dict[str, List[float]] = collections.defaultdict(lambda: [0, 0.0, 0, 0, 0])
+    acc: Dict[str, List[float]] = collections.defaultdict(_empty_row)
     _install_timers(acc)
     try:
         rescore_command.main(args=ctx.args, prog_name="afp-rescore")  # exits with its status
@@ -166,7 +171,7 @@ def _table(rows: List[dict]) -> str:
              "| arcs built (order1 / fit / recheck) | arcs kept (fit / recheck) | errors | same text |",
              "|" + "---|" * 13]
     for r in rows:
-        s = collections.defaultdict(lambda: [0, 0.0, 0, 0, 0], r["stages"])
+        s = collections.defaultdict(_empty_row, r["stages"])
         lines.append(
             f"| {r['code']} | {r['batch_arcs']:,} | {r['batches']} | {r['wall_seconds']:.1f} | {r['peak_rss_mib']:.0f} "
             f"| {s['first_pass'][1]:.1f} | {s['lookahead'][1]:.1f} "

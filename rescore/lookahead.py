@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lattices.posteriors import arc_viterbi_scores
-from lattices.validate import arc_arrays, select_lattices
+from lattices.validate import arc_arrays, fsa_arc_splits, select_lattices
 
 from .arc_scores import HistoryTokens, arc_lm_scores
 from .expand import expand_histories
@@ -93,7 +93,7 @@ class Lookahead:
             :func:`lattices.posteriors.arc_viterbi_scores`).
         """
         assert tokens is not None, "the look-ahead needs the arcs' history tokens"
-        first_arc = fsas.arcs.row_splits(2)[fsas.arcs.row_splits(1).long()].tolist()  # [num_fsas + 1]
+        first_arc = fsa_arc_splits(fsas).tolist()  # [num_fsas + 1]
         scores, lo = [], 0
         while lo < len(utts):
             hi = lo + 1
