@@ -24,6 +24,7 @@ import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, interned_fields
 from lattices.kaldi_binary import add_frame_times
+from lattices.slf import looks_like_slf
 from lattices.textio import format_floats, int_field, parse_numbers
 
 
@@ -225,6 +226,9 @@ def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str],
         blocks.append(cur)
     if not blocks:
         failures.append(Failure(source, f"{source}: empty Kaldi lattice archive"))
+    elif looks_like_slf(text):
+        return [], [Failure(source, f"{source}: an HTK SLF lattice, not a Kaldi archive: read it as SLF "
+                                    "(--format slf, or the path without an ark: rspecifier)")]
     seen = set()
     for utt, lineno, lines in blocks:
         try:

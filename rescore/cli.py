@@ -10,6 +10,7 @@ from lattices.reader import DEFAULT_BATCH_ARCS, FORMATS
 from lattices.normalize import NormalizationRules
 from lattices.writer import WRITE_FORMATS
 
+from .outputs import failure_line
 from .pipeline import DECODES, METHODS, RescoreOptions
 from .run import RunOptions, parse_shard, run_rescoring
 
@@ -126,7 +127,8 @@ def rescore_command(lattices, lm, old_lm, out, fmt, words, frame_shift, frame_su
     if metrics["utterances_failed"]:
         with open(os.path.join(out, "failures.txt"), encoding="utf-8") as f:
             for line in f:
-                click.echo("failed: " + line.rstrip("\n").replace("\t", ": ", 1), err=True)
+                source, _, message = line.rstrip("\n").partition("\t")
+                click.echo(failure_line(source, message), err=True)
         click.echo(f"{metrics['utterances_failed']} failure(s), listed in {out}/failures.txt", err=True)
         sys.exit(1)
 

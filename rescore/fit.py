@@ -141,7 +141,7 @@ def expand_within(
     n = batch_arcs.num_fsas
     empty = (batch_arcs.state_splits.diff() == 0).cpu()
     failures: Dict[int, str] = {
-        i: f"utterance {i}: empty lattice (no states), nothing to expand" for i in torch.nonzero(empty).squeeze(1).tolist()}
+        i: "empty lattice (no states), nothing to expand" for i in torch.nonzero(empty).squeeze(1).tolist()}
     input_arcs_of = (batch_arcs.arc_splits[batch_arcs.state_splits[1:]] - batch_arcs.arc_splits[batch_arcs.state_splits[:-1]]).cpu()
     # the utterances sure enough not to fit unpruned skip the unpruned pass (module docstring)
     direct = input_arcs_of * DIRECT_ABOVE > max_arcs if max_arcs is not None and DIRECT_ABOVE else torch.zeros(n, dtype=torch.bool)
@@ -214,7 +214,7 @@ def expand_within(
         i = over[u]
         too_large[i] = int(first_bound[i]) if not direct[i] else max(input_arcs[u], int(refit_size[u]))  # each arc has a copy
         failures[i] = (
-            f"utterance {i}: expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
+            f"expansion to order {order} does not fit in max_arcs={max_arcs} even after pruning: "
             f"{input_arcs[u]} arcs -> at least {too_large[i]} expanded unpruned; "
             f"beam {beams[-1]:g}: {arcs_within[u]} arcs -> at least {int(refit_size[u])} expanded")
     expansion = assemble(fsas, batch_arcs, gather_parts(parts, batch_arcs), order)

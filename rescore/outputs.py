@@ -54,6 +54,12 @@ def write_failures(path: Target, failures: Sequence[Tuple[str, str]]) -> None:
             f.write(f"{source}\t{message}\n")
 
 
+def failure_line(source: str, message: str) -> str:
+    """A failure as the commands print it: ``failed: source: message``, the source once (most
+    messages of a file already start with its path)."""
+    return f"failed: {message}" if message.startswith(source) else f"failed: {source}: {message}"
+
+
 def write_supervisions(path: Target, utt_ids: Sequence[str], words: Sequence[Sequence[str]], durations: Sequence[float]) -> None:
     """The 1-best hypotheses as a lhotse SupervisionSet (``recording_id`` = utterance id)."""
     from lhotse import SupervisionSegment

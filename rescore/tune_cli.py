@@ -4,6 +4,7 @@ import sys
 import click
 
 from .cli import comma_floats, job_options
+from .outputs import failure_line
 from .pipeline import RescoreOptions
 from .run import RunOptions
 from .tune import DEFAULT_LM_SCALES, DEFAULT_PENALTIES, DEFAULT_WEIGHTS, penalties_of, tune, write_scales
@@ -49,7 +50,7 @@ def tune_command(lattices, lm, old_lm, ref, out, fmt, words, rules, am_scale, lm
     write_scales(out, s, {**penalties_of(rules), "errors": result["errors"], "ref_words": result["ref_words"], "utterances": result["utterances"],
                           "lm": lm, "old_lm": old_lm, "ref": ref, "rounds": result["rounds"], "grid": result["grid"]})
     for f_source, message in result["failures"]:
-        click.echo(f"failed: {f_source}: {message}", err=True)
+        click.echo(failure_line(f_source, message), err=True)
     wer = 100 * result["errors"] / max(result["ref_words"], 1)
     click.echo(f"{out}: lm_scale={s.lm_scale:g} word_penalty={s.word_penalty:g} interpolate={s.interpolate:g} "
                f"(am_scale={s.am_scale:g}): {result['errors']} errors / {result['ref_words']} words ({wer:.2f}% WER) "

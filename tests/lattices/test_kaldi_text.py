@@ -47,6 +47,12 @@ def test_several_lattices_bad_one_is_a_failure():
     assert "no final state" in fails[0].message
 
 
+def test_an_slf_file_read_as_a_kaldi_archive_is_one_failure_that_says_so():
+    lats, fails = parse_kaldi_text(read_text(str(THEANO / "lattice.slf")), "lattice.slf", word_lookup(SYMS))
+    assert not lats and [f.source for f in fails] == ["lattice.slf"]
+    assert "HTK SLF" in fails[0].message and "--format slf" in fails[0].message
+
+
 def test_format_round_trip_exact():
     lats, _ = parse_kaldi_text(read_text(str(THEANO / "lattice.lat")), "lattice.lat", word_lookup(SYMS))
     batch, _ = build_batch(lats, SYMS)

@@ -122,6 +122,8 @@ def test_bad_inputs_are_listed_and_the_rest_is_rescored(setup, tmp_path):
     assert "garbage.slf" in failures and "cyclic" in failures
     assert len(read_text(os.path.join(out, "text"))) == 6
     assert "failed: " in r.stderr and "garbage.slf" in r.stderr
+    named = [line for line in r.stderr.splitlines() if line.startswith("failed: ") and "garbage.slf" in line]
+    assert len(named) == 1 and named[0].count("garbage.slf") == 1  # the file is named once, not twice
     assert run(*common(out, lms["afp2"], lats, bad)).stderr.startswith(f"{out}: already done")
     missing = run(*common(str(tmp_path / "x"), str(tmp_path / "nope.pt"), lats))
     assert missing.exit_code == 2 and "nope.pt" in missing.stderr
