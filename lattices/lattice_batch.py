@@ -113,19 +113,20 @@ def posterior_scales(scales: Sequence[Tuple[float, float, float]]) -> List[Tuple
 
 
 class DefaultScalesWarning(UserWarning):
-    """No LM scale was given and the lattices declare none: the default 1 is rarely right."""
+    """Neither scale was given and the lattices declare none: the default 1/1 is rarely right."""
 
 
 DEFAULT_LM_SCALE_ADVICE = (
-    "no --lm-scale given and the lattice headers declare none (SLF lmscale=): using LM scale 1, "
-    "acoustic scale 1, word penalty 0, which is rarely right (pocketsphinx and Kaldi lattices usually "
-    "want an LM scale near 10 against acoustic scale 1); tune them on a dev set with references "
-    "(afp-rescore --lm-scales 5,10,15 --ref dev.txt) and pass --lm-scale/--word-penalty")
+    "no --lm-scale or --am-scale given and the lattice headers declare none (SLF lmscale=, acscale=): "
+    "using LM scale 1 against acoustic scale 1, which is rarely right (pocketsphinx and Kaldi lattices usually "
+    "want an LM scale near 10 against acoustic scale 1, or Kaldi's acoustic scale 0.1 against LM scale 1); tune "
+    "them on a dev set with references (afp-rescore --lm-scales 5,10,15 --ref dev.txt) and pass --lm-scale/--word-penalty")
 
 
 def warn_if_default_lm_scale(origins: List[str]) -> None:
-    """Warn (:class:`DefaultScalesWarning`) when any utterance's LM scale fell back to the default."""
-    if any("lm from default" in o for o in origins):  # one message per job (warnings shows it once)
+    """Warn (:class:`DefaultScalesWarning`) when any utterance's acoustic and LM scales both fell
+    back to the default (one given scale sets their ratio, which is what matters)."""
+    if any("am from default" in o and "lm from default" in o for o in origins):  # one message per job
         warnings.warn(DEFAULT_LM_SCALE_ADVICE, DefaultScalesWarning, stacklevel=2)
 
 

@@ -14,7 +14,7 @@ from models.files import atomic_open
 
 
 @click.command()
-@click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Hypotheses per utterance.")
+@click.option("-n", "--nbest", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Hypotheses per utterance.")
 @scale_options
 @lattice_inputs
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

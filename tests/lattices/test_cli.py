@@ -96,7 +96,7 @@ def test_nbest_on_ami_matches_its_reference_nbest_list():
 def test_nbest_scales_from_header_text_output_and_options(slf_files, tmp_path):
     good, _, _ = slf_files
     out, text = str(tmp_path / "nb.jsonl"), str(tmp_path / "text")
-    r = _run(["nbest", "-n", "10", good, "--out", out, "--text", text])
+    r = _run(["nbest", "--nbest", "10", good, "--out", out, "--text", text])
     assert r.exit_code == 0, r.stderr
     assert "lm_scale=2 word_penalty=-0.5" in r.stderr and "from header" in r.stderr
     rows = [json.loads(line) for line in open(out)]
@@ -236,7 +236,7 @@ def test_pocketsphinx_fixture_nbest_oracle_draw(tmp_path):
 
 
 def test_default_lm_scale_is_not_silent(tmp_path):
-    """Lattices without a scale header and no --lm-scale: a warning that says what to do."""
+    """Lattices without a scale header and no --lm-scale or --am-scale: a warning that says what to do."""
     from lattices.lattice_batch import DefaultScalesWarning
 
     good = tmp_path / "u1.slf"
@@ -249,6 +249,8 @@ def test_default_lm_scale_is_not_silent(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DefaultScalesWarning)
         r = _run(["nbest", "-n", "1", "--lm-scale", "10", good])
+        assert r.exit_code == 0
+        r = _run(["nbest", "-n", "1", "--am-scale", "0.1", good])  # Kaldi's convention: the ratio is set
         assert r.exit_code == 0
 
 
