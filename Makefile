@@ -172,13 +172,18 @@ JOBS ?= 1
 REF ?=
 SUBMIT ?=
 RESCORE_FLAGS ?=
+# CPU threads per shard: with shards run here (no SUBMIT), the cores shared out between the JOBS
+# (more threads than cores slow every job several-fold: bench/RESULTS.md 7.15); under SUBMIT, the
+# job's own default (its allocation's cores). Empty: torch's default.
+NPROC ?= $(shell nproc 2>/dev/null || echo 1)
+RESCORE_THREADS ?= $(if $(SUBMIT),,$(shell t=$$(( $(NPROC) / $(JOBS) )); echo $$(( t > 0 ? t : 1 ))))
 SHARD_DIRS = $(foreach i,$(shell seq 0 $$(($(JOBS) - 1))),$(OUT)/shards/$(i))
 
 # A shard that finished with some failed utterances still counts as done (they are listed in
 # its failures.txt); `make rescore` then exits non-zero after merging.
 $(OUT)/shards/%/metrics.json: $(LM) | $(VENV)/.installed
 	$(SUBMIT) $(BIN)/afp-rescore --lm $(LM) --out $(@D) --shard $*/$(JOBS) $(if $(REF),--ref $(REF)) \
-	  $(RESCORE_FLAGS) $(LATS) || test -f $@
+	  $(if $(RESCORE_THREADS),--threads $(RESCORE_THREADS)) $(RESCORE_FLAGS) $(LATS) || test -f $@
 
 $(OUT)/metrics.json: $(addsuffix /metrics.json,$(SHARD_DIRS))
 	$(BIN)/afp-rescore-merge --out $(OUT) $(if $(REF),--ref $(REF)) $(SHARD_DIRS)
@@ -426,6 +431,20 @@ $(BENCH_FP_DIR)/table.md: $(dir $(BENCH_FP_LM))metrics.json $(NGRAM_ARPA) | $(DE
 
 .PHONY: bench-first-pass
 bench-first-pass: $(BENCH_FP_DIR)/table.md
+
+# Shards on one machine: `make rescore JOBS=N` with torch's default threads in every shard against
+# the Makefile's cores/JOBS (RESCORE_THREADS), alternately, on the bundled demo lattices.
+BENCH_ST_DIR ?= exp/bench-shard-threads
+BENCH_ST_JOBS ?= 2,3
+BENCH_ST_REPEAT ?= 2
+BENCH_ST_FLAGS ?= --lm-scale 10
+
+$(BENCH_ST_DIR)/table.md: bench/shard_threads.py $(LM) | $(VENV)/.installed
+	$(PY) bench/shard_threads.py --jobs $(BENCH_ST_JOBS) --repeat $(BENCH_ST_REPEAT) --out $(@D) \
+	  --lats $(DEMO_DATA)/first-pass --lm $(LM) --ref $(DEMO_DATA)/ref.txt --flags '$(BENCH_ST_FLAGS)'
+
+.PHONY: bench-shard-threads
+bench-shard-threads: $(BENCH_ST_DIR)/table.md
 
 # Matrix products with MKL's generic path against the one importing `models` picks (AMD CPUs:
 # models/cpu_gemm.py), each in a fresh process, in one run.

@@ -27,6 +27,16 @@ def comma_floats(ctx, param, value: Optional[str]):
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
 
 
+def set_threads(ctx, param, value: Optional[int]) -> Optional[int]:
+    """Click callback: ``--threads N`` sets torch's CPU threads (``torch.set_num_threads``) before
+    any work; None leaves torch's default (one per core)."""
+    if value:
+        import torch
+
+        torch.set_num_threads(value)
+    return value
+
+
 JOB_OPTIONS = (
     click.argument("lattices", nargs=-1, required=True, type=LATTICE_PATH),
     click.option("--lm", required=True, type=INPUT, help="The new LM: an afp-train-lm checkpoint (model.pt) or an ARPA n-gram (.arpa[.gz])."),
@@ -54,6 +64,9 @@ JOB_OPTIONS = (
     click.option("--normalize/--no-normalize", default=True,
                  help="--no-normalize skips the softmax normaliser; only for an LM trained with afp-train-lm --self-norm."),
     click.option("--unk", default=None, help="Unknown-word symbol of ARPA LMs [default: <unk> in any case, e.g. <UNK>]."),
+    click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False, callback=set_threads,
+                 help="CPU threads of the tensor work [default: torch's, one per core]. Several jobs on one machine "
+                      "should share its cores (make rescore gives each cores/JOBS): too many threads slow every job."),
 )
 
 

@@ -169,6 +169,38 @@ def test_make_rescore_runs_shards_in_parallel_and_resumes(setup, tmp_path):
     assert json.load(open(os.path.join(out, "metrics.json")))["utterances_done"] == 6
 
 
+def test_threads_sets_torchs_cpu_threads_and_changes_no_output(setup, tmp_path):
+    _, lats, lms = setup
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        default = str(tmp_path / "default")
+        assert run(*common(default, lms["afp2"], lats)).exit_code == 0
+        assert torch.get_num_threads() == 2
+        one = str(tmp_path / "one")
+        r = run(*common(one, lms["afp2"], "--threads", 1, lats))
+        assert r.exit_code == 0, r.stderr
+        assert torch.get_num_threads() == 1
+        assert read_text(os.path.join(one, "text")) == read_text(os.path.join(default, "text"))
+    finally:
+        torch.set_num_threads(before)
+    assert run(*common(str(tmp_path / "zero"), lms["afp2"], "--threads", 0, lats)).exit_code == 2
+
+
+def test_make_rescore_shares_the_cores_between_local_shards_only():
+    def shard_commands(*make_vars):  # the shard commands `make rescore` would run (make -n)
+        cmd = ["make", "-n", "-C", ROOT, "/nonexistent/job/metrics.json", "OUT=/nonexistent/job", "JOBS=3", *make_vars]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stdout.replace("\\\n", " ").splitlines() if "--shard" in line]
+
+    local = shard_commands("NPROC=8")
+    assert len(local) == 3 and all("--threads 2 " in line for line in local)  # 8 cores / 3 jobs
+    assert all("--threads 1 " in line for line in shard_commands("NPROC=2"))  # at least one each
+    assert not any("--threads" in line for line in shard_commands("NPROC=8", "SUBMIT=srun"))  # the allocation's own
+    assert all("--threads 5 " in line for line in shard_commands("RESCORE_THREADS=5"))
+
+
 def test_non_finite_scores_fail_only_that_utterance(setup):
     from rescore.pipeline import RescoreOptions, rescore_batch
     from rescore.scorers import load_scorer
