@@ -3,9 +3,10 @@
 Reading (HTK book ch. "HTK Standard Lattice Format"):
 
 - Fields are ``name=value`` separated by white space, values may be ``"quoted"``; ``#`` lines are
-  comments. Long (``NODES=``, ``LINKS=``, ``WORD=``, ``acoustic=``, ...) and short (``N=``, ``L=``,
-  ``W=``, ``a=``, ...) names are both accepted; unknown fields (``p=``, ``n=``, ``i=``, ``d=``, ...)
-  are ignored.
+  comments. Words are read with HTK's escapes (:func:`htk_unescape`: ``\\ooo`` octal bytes,
+  ``\\c`` = ``c``) and written with them where needed (:func:`htk_escape`). Long (``NODES=``,
+  ``LINKS=``, ``WORD=``, ``acoustic=``, ...) and short (``N=``, ``L=``, ``W=``, ``a=``, ...) names
+  are both accepted; unknown fields (``p=``, ``n=``, ``i=``, ``d=``, ...) are ignored.
 - Scores: ``a=`` → ``am_scores``; ``l=`` → ``lm_scores`` (``n=``, an n-gram score some systems
   add besides ``l=``, is ignored); ``r=`` (pronunciation log-probability) is *added to*
   ``am_scores`` (the convention has only AM and LM parts). Missing fields are 0.
@@ -62,6 +63,45 @@ def utt_id_from_path(path: str) -> str:
                 name = name[: -len(suf)]
                 changed = True
     return name
+
+
+_ESCAPE = re.compile(rb"\\([0-7]{3}|.?)", re.DOTALL)
+
+
+def htk_unescape(word: str, where: str) -> str:
+    """A word as HTK writes it (``ReWriteString``) back to itself: ``\\ooo`` is the byte of that
+    octal code (HTK writes every byte of a UTF-8 word that way unless ``NONUMESCAPES``), and ``\\c``
+    is ``c`` (``\\\\``, and a leading ``\\'`` or ``\\"``). Words without a backslash are returned as they are.
+
+    Raises:
+        ValueError: naming ``where`` when the bytes the escapes give are not UTF-8.
+    """
+    if "\\" not in word:
+        return word
+    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]) if len(m.group(1)) == 3 else (m.group(1) or b"\\"),
+                      word.encode("utf-8"))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: word {word!r}: its HTK escapes do not give UTF-8 text") from None
+
+
+def htk_escape(word: str) -> str:
+    """``word`` as HTK writes a field it never quotes (``ReWriteString(..., ESCAPE_CHAR)``), so HTK
+    and :func:`htk_unescape` read it back: a backslash and a leading quote are escaped, control
+    characters and white space become ``\\ooo``; other characters, UTF-8 included, are written as
+    they are (HTK reads any byte but white space)."""
+    if word.isprintable() and not any(c.isspace() or c == "\\" for c in word) and word[:1] not in ("'", '"'):
+        return word
+    out = []
+    for i, c in enumerate(word):
+        if c == "\\" or (i == 0 and c in "'\""):
+            out.append("\\" + c)
+        elif c.isspace() or not c.isprintable():
+            out.extend(f"\\{b:03o}" for b in c.encode("utf-8"))
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def looks_like_slf(text: str) -> bool:
@@ -450,6 +490,7 @@ def parse_slf(text: str, source: str, utt_id: Optional[str] = None) -> ArcList:
         if t is not None:
             t = np.concatenate([t, [t[start]]])
         start = new_start
+    word_types = [None if w is None else htk_unescape(w, where) for w in word_types]
     return ArcList(
         utt_id=utt, source=source, num_nodes=num_nodes, start=start, finals=finals,
         src=src, dst=dst, word_types=word_types, word_index=word_index, am=am, lm=lm,
@@ -535,7 +576,7 @@ def format_slf(fsa: k2.Fsa, symbols: k2.SymbolTable, utt_id: str, header: Option
         if i in skip:
             continue
         lab = a[2]
-        word = "!NULL" if lab <= 0 else symbols.get(lab)
+        word = "!NULL" if lab <= 0 else htk_escape(symbols.get(lab))
         lines.append(f"J={j} S={a[0]} E={a[1]} W={word} a={am_s[i]} l={lm_s[i]}")
         j += 1
     return "\n".join(lines) + "\n"
