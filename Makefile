@@ -49,7 +49,7 @@ help:
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make books-small-lms  1x128 AFP-2/4/8 and BPTT LMs on the books (under an hour each), compared by make bench-books-wer"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
-	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-lm-pass | bench-first-pass | bench-cpu-gemm | bench-fuzz   benchmarks (bench/RESULTS.md)"
+	@echo "make bench-lm | bench-lattices | bench-rescore | bench-librispeech | bench-wer-curve | bench-books-wer | bench-scaling | bench-wer-time | bench-read | bench-archive-stream | bench-lm-pass | bench-first-pass | bench-shard-threads | bench-cpu-gemm | bench-fuzz   benchmarks (bench/RESULTS.md)"
 
 include bench/decode.mk
 
@@ -431,6 +431,20 @@ $(BENCH_FP_DIR)/table.md: $(dir $(BENCH_FP_LM))metrics.json $(NGRAM_ARPA) | $(DE
 
 .PHONY: bench-first-pass
 bench-first-pass: $(BENCH_FP_DIR)/table.md
+
+# One big Kaldi archive (issue 10 streaming): the LibriSpeech lattices as one text and one binary
+# archive, and BENCH_AS_COPIES copies of them, streamed whole and as shard 0 of BENCH_AS_SHARDS:
+# seconds and peak RSS; BENCH_BASELINE=DIR runs older code in the same run.
+BENCH_AS_DIR ?= exp/bench-archive-stream
+BENCH_AS_COPIES ?= 10
+BENCH_AS_SHARDS ?= 10
+
+$(BENCH_AS_DIR)/table.md: bench/archive_stream.py | $(DECODE_DIR)/lats/.done
+	$(PY) bench/archive_stream.py $(DECODE_DIR)/lats --copies $(BENCH_AS_COPIES) --shards $(BENCH_AS_SHARDS) --out $(@D) \
+	  $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+
+.PHONY: bench-archive-stream
+bench-archive-stream: $(BENCH_AS_DIR)/table.md
 
 # Shards on one machine: `make rescore JOBS=N` with torch's default threads in every shard against
 # the Makefile's cores/JOBS (RESCORE_THREADS), alternately, on the bundled demo lattices.

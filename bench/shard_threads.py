@@ -17,10 +17,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from typing import Dict, List
 
 import click
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import write_report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = (("torch default", ["RESCORE_THREADS="]), ("cores / JOBS (make default)", []))
@@ -71,16 +75,12 @@ def main(jobs: str, repeat: int, out: str, lats: str, lm: str, ref: str, flags: 
         for row in rows:
             if row["jobs"] == n:
                 row["same_text"] = len(texts) == 1
-    with open(os.path.join(out, "rows.jsonl"), "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
     lines = [f"cores: {os.cpu_count()}", "",
              "| JOBS | threads per shard | run | wall s | rescoring s (sum over shards) | WER % | same text |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['jobs']} | {r['threads']} | {r['run']} | {r['wall']:.2f} | {r['rescore_seconds']:.2f} | "
               f"{100 * r['wer']:.2f} | {'yes' if r['same_text'] else 'no'} |" for r in rows]
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    write_report(out, rows, lines)
 
 
 if __name__ == "__main__":

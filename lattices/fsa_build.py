@@ -23,7 +23,7 @@ Lattices that fail (empty, cyclic, OOV word, ...) become :class:`Failure` entrie
 the batch is still built.
 """
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import _k2  # k2's extension module: builds an FsaVec from a ragged shape and an arc tensor
 import k2
@@ -47,6 +47,15 @@ class Failure:
 
     source: str
     message: str
+
+
+def split_failures(items: Iterable[Union["ArcList", Failure]]) -> Tuple[List["ArcList"], List[Failure]]:
+    """``(lattices, failures)`` of a reader's stream of both, each in stream order."""
+    lattices: List[ArcList] = []
+    failures: List[Failure] = []
+    for item in items:
+        (failures if isinstance(item, Failure) else lattices).append(item)  # type: ignore[arg-type]
+    return lattices, failures
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Kaldi lattice archives and rspecifiers: binary or text entries, ``ark:``/``scp:`` inputs, writing.
 
-Reading (:func:`read_kaldi`):
+Reading (:func:`read_kaldi`, or :func:`iter_kaldi` one lattice at a time, a text archive a few MB
+at a time, and only the utterances a ``keep`` test picks):
 
 - an archive is a sequence of ``key`` + object; each object is a binary FST
   (:mod:`lattices.kaldi_binary`) or a text block (:mod:`lattices.kaldi_text`), whichever it is;
@@ -20,14 +21,14 @@ import os
 import re
 import subprocess
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import k2
 import numpy as np
 
-from lattices.fsa_build import ArcList, Failure
+from lattices.fsa_build import ArcList, Failure, split_failures
 from lattices.kaldi_binary import MAGIC_BYTES, KaldiFst, add_frame_times, format_fst, read_fst
-from lattices.kaldi_text import final_arcs, format_kaldi_text, parse_kaldi_text, parse_text_lattice
+from lattices.kaldi_text import final_arcs, format_kaldi_text, iter_kaldi_text, parse_text_lattice
 from lattices.lattice_batch import LatticeBatch
 from models.files import read_bytes, un_gzip
 
@@ -95,6 +96,9 @@ def read_input(target: str) -> bytes:
     return read_bytes(target)
 
 
+Keep = Optional[Callable[[str], bool]]  # keep(utterance id): read that lattice (None: all)
+
+
 def read_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
     """Every lattice of a Kaldi archive file or rspecifier.
 
@@ -107,53 +111,63 @@ def read_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01) 
         ``(lattices, failures)``; a malformed lattice is a failure and the others are still read
         (after a corrupt binary entry the rest of that archive cannot be located and is reported).
     """
+    return split_failures(iter_kaldi(spec, id2word, frame_seconds))
+
+
+def iter_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01, keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
+    """:func:`read_kaldi` one lattice at a time (an archive's bytes are read at once, its lattices
+    parsed as they are asked for); ``keep(utterance id)`` picks the lattices to parse (an scp
+    file's other entries are not even opened)."""
     kind, target = rspecifier_target(spec) if is_rspecifier(spec) else ("ark", spec)
     if kind == "scp":
-        return _read_scp(target, id2word, frame_seconds)
-    return parse_kaldi_archive(read_input(target), spec, id2word, frame_seconds)
+        return _iter_scp(target, id2word, frame_seconds, keep)
+    return iter_kaldi_archive(read_input(target), spec, id2word, frame_seconds, keep)
 
 
-def parse_kaldi_archive(data: bytes, source: str, id2word: Dict[int, str],
-                        frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
-    """Parse archive bytes whose entries are binary or text lattices (see :func:`read_kaldi`)."""
-    if not looks_like_kaldi_binary(data):  # a text archive: the vectorised text reader
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            return [], [Failure(source, f"{source}: neither a binary Kaldi archive nor UTF-8 text ({e})")]
-        return parse_kaldi_text(text, source, id2word, frame_seconds)
-    lattices: List[ArcList] = []
-    failures: List[Failure] = []
+def iter_kaldi_archive(data: bytes, source: str, id2word: Dict[int, str], frame_seconds: float = 0.01,
+                       keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
+    """The lattices (and failures) of archive bytes whose entries are binary or text lattices,
+    one at a time in archive order (see :func:`read_kaldi`); the entries ``keep`` rejects are
+    skipped (a binary one is still scanned to find the next)."""
+    if not looks_like_kaldi_binary(data):  # a text archive: the vectorised text reader, chunk by chunk
+        yield from iter_kaldi_text(data, source, id2word, frame_seconds, keep)
+        return
     seen: set = set()
-    pos = 0
+    pos, entries = 0, 0
     while True:
         while pos < len(data) and data[pos:pos + 1].isspace():
             pos += 1
         if pos >= len(data):
             break
+        entries += 1
         end = pos
         while end < len(data) and end - pos <= _MAX_KEY and not data[end:end + 1].isspace():
             end += 1
         key = data[pos:end].decode("utf-8", "replace")
         if data[end:end + 1] not in (b" ", b"\n"):
-            failures.append(Failure(f"{source}:{key[:80]}", f"{source}: a key without a lattice at offset {pos}"))
+            if keep is None or keep(key):
+                yield Failure(f"{source}:{key[:80]}", f"{source}: a key without a lattice at offset {pos}")
             break
         obj = end + 1 if data[end:end + 1] == b" " else end
+        wanted = keep is None or keep(key)
         try:
+            if not wanted:
+                pos = skip_object(data, obj, f"{source}:{key}")
+                continue
             lat, pos = read_object(data, obj, key, source, id2word, frame_seconds)
             if key in seen:
                 raise ObjectError(f"{source}:{key}: utterance id appears twice (first one kept)", pos)
             seen.add(key)
-            lattices.append(lat)
+            yield lat
         except ObjectError as e:
             if e.end is None:
-                failures.append(Failure(f"{source}:{key}", f"{e}; the rest of the archive cannot be located and was not read"))
+                if wanted:
+                    yield Failure(f"{source}:{key}", f"{e}; the rest of the archive cannot be located and was not read")
                 break
-            failures.append(Failure(f"{source}:{key}", str(e)))
+            yield Failure(f"{source}:{key}", str(e))
             pos = e.end
-    if not lattices and not failures:
-        failures.append(Failure(source, f"{source}: empty Kaldi lattice archive"))
-    return lattices, failures
+    if not entries:
+        yield Failure(source, f"{source}: empty Kaldi lattice archive")
 
 
 class ObjectError(ValueError):
@@ -163,6 +177,22 @@ class ObjectError(ValueError):
     def __init__(self, message: str, end: Optional[int]) -> None:
         super().__init__(message)
         self.end = end
+
+
+def skip_object(data: bytes, pos: int, where: str) -> int:
+    """Where the lattice object at ``data[pos]`` ends, without building it (a binary FST is still
+    read through, since only its contents say where it ends).
+
+    Raises:
+        ObjectError: a corrupt binary object (``end`` None: the rest cannot be located).
+    """
+    if data[pos:pos + 4] == MAGIC_BYTES:
+        try:
+            return read_fst(data, pos, where)[1]
+        except ValueError as e:
+            raise ObjectError(str(e), None) from None
+    end = data.find(b"\n\n", pos + 1)
+    return len(data) if end < 0 else end + 2
 
 
 def read_object(data: bytes, pos: int, key: str, source: str, id2word: Dict[int, str],
@@ -213,17 +243,19 @@ def _arclist(fst: KaldiFst, utt: str, source: str, id2word: Dict[int, str], fram
     return add_frame_times(lat, fst.frames, frame_seconds)
 
 
-def _read_scp(path: str, id2word: Dict[int, str], frame_seconds: float) -> Tuple[List[ArcList], List[Failure]]:
-    """Lattices listed in a Kaldi scp file (``key FILE[:OFFSET]`` per line)."""
+def _iter_scp(path: str, id2word: Dict[int, str], frame_seconds: float, keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
+    """Lattices listed in a Kaldi scp file (``key FILE[:OFFSET]`` per line), in its order; the
+    entries ``keep`` rejects are not opened. Only the archive of the current entry is held in
+    memory (Kaldi's scp files list each archive's entries together)."""
     text = read_bytes(path).decode("utf-8", "replace")
-    lattices: List[ArcList] = []
-    failures: List[Failure] = []
-    cache: Dict[str, bytes] = {}
+    held: Tuple[Optional[str], bytes] = (None, b"")
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split(None, 1)
         key = parts[0]
+        if keep is not None and not keep(key):
+            continue
         where = f"{path}:{lineno}"
         try:
             if len(parts) != 2:
@@ -235,16 +267,14 @@ def _read_scp(path: str, id2word: Dict[int, str], frame_seconds: float) -> Tuple
             file, offset = (m.group(1), int(m.group(2))) if m and not os.path.exists(target) else (target, None)
             if not os.path.isabs(file) and not os.path.exists(file):
                 file = os.path.join(os.path.dirname(path), file)
-            if file not in cache:
-                cache[file] = read_bytes(file)
-            data = cache[file]
+            if held[0] != file:
+                held = (file, read_bytes(file))
+            data = held[1]
             if offset is not None and offset >= len(data):
                 raise ValueError(f"{where}: offset {offset} is past the end of {file} ({len(data)} bytes)")
-            lat, _ = read_object(data, offset or 0, key, file, id2word, frame_seconds)
-            lattices.append(lat)
+            yield read_object(data, offset or 0, key, file, id2word, frame_seconds)[0]
         except ValueError as e:
-            failures.append(Failure(f"{path}:{key}", str(e)))
-    return lattices, failures
+            yield Failure(f"{path}:{key}", str(e))
 
 
 def kaldi_archive_bytes(batch: LatticeBatch, binary: bool = True) -> bytes:

@@ -17,7 +17,7 @@ One lattice per block::
   frame shift x frame-subsampling factor) when the lattice has any.
 """
 from operator import itemgetter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import k2
 import numpy as np
@@ -184,8 +184,65 @@ def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str], frame_s
     return out
 
 
+# A text archive is parsed this many bytes at a time (whole lattices): memory holds the archive's
+# bytes and one chunk's lattices, not the lattices of the whole archive (bench/RESULTS.md 7.16).
+CHUNK_BYTES = 4 << 20
+
+
+def iter_kaldi_text(data: bytes, source: str, id2word: Dict[int, str], frame_seconds: float = 0.01,
+                    keep: Optional[Callable[[str], bool]] = None,
+                    chunk_bytes: Optional[int] = None) -> Iterator[Union[ArcList, Failure]]:
+    """The lattices (and failures) of a text archive's bytes, parsed in chunks of about
+    ``chunk_bytes`` that end at a blank line: the same lattices and messages (line numbers are the
+    file's) as :func:`parse_kaldi_text` of the whole text, in order, one chunk at a time.
+
+    Args:
+        data: the archive's bytes (UTF-8).
+        source, id2word, frame_seconds: as for :func:`parse_kaldi_text`.
+        keep: ``keep(utterance id)``: only those lattices are parsed (the others cost a scan for
+            their key); None keeps all.
+        chunk_bytes: bytes per chunk (>= 1; default :data:`CHUNK_BYTES`).
+
+    Yields:
+        One :class:`ArcList` per good kept lattice and one :class:`Failure` per malformed one; a
+        :class:`Failure` named ``source`` for an archive that is empty or not UTF-8.
+    """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    pos, first_line, blocks = 0, 1, False
+    while pos < len(data):
+        end = data.find(b"\n\n", pos + chunk_bytes) if pos + chunk_bytes < len(data) else -1
+        end = len(data) if end < 0 else end + 2
+        try:
+            text = data[pos:end].decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield Failure(source, f"{source}: neither a binary Kaldi archive nor UTF-8 text ({e})")
+            return
+        pos, lines = end, text.count("\n")
+        blocks = blocks or bool(text.strip())
+        if keep is not None:
+            text = _blank_unkept(text, keep)
+        if text.strip():
+            lattices, failures = parse_kaldi_text(text, source, id2word, frame_seconds, first_line)
+            yield from lattices
+            yield from failures
+        first_line += lines
+    if not blocks:
+        yield Failure(source, f"{source}: empty Kaldi lattice archive")
+
+
+def _blank_unkept(text: str, keep: Callable[[str], bool]) -> str:
+    """``text`` with every block (lines up to a blank line) whose key ``keep`` rejects made blank,
+    so that the lines left keep their numbers."""
+    blocks = text.split("\n\n")
+    for i, block in enumerate(blocks):
+        head = block.lstrip()
+        if head and not keep(head.split("\n", 1)[0].strip()):
+            blocks[i] = "\n" * block.count("\n")
+    return "\n\n".join(blocks)
+
+
 def parse_kaldi_text(text: str, source: str, id2word: Dict[int, str],
-                     frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
+                     frame_seconds: float = 0.01, first_line: int = 1) -> Tuple[List[ArcList], List[Failure]]:
     """Parse every lattice of a CompactLattice text archive.
 
     A well-formed archive is parsed by a vectorised reader; any other goes through the line
@@ -196,23 +253,24 @@ def parse_kaldi_text(text: str, source: str, id2word: Dict[int, str],
         source: its path (for messages).
         id2word: word id -> word (from ``words.txt``; see :func:`lattices.kaldi_archive.word_lookup`).
         frame_seconds: seconds per transition id (for word times).
+        first_line: the number of ``text``'s first line in its file (for messages).
 
     Returns:
         ``(lattices, failures)``: one :class:`ArcList` per good lattice (words as strings), one
         :class:`Failure` per malformed one (the others are still read).
     """
     fast = _parse_archive_fast(text, source, id2word, frame_seconds) if text.strip() else None
-    return (fast, []) if fast is not None else _parse_archive_lines(text, source, id2word, frame_seconds)
+    return (fast, []) if fast is not None else _parse_archive_lines(text, source, id2word, frame_seconds, first_line)
 
 
 def _parse_archive_lines(text: str, source: str, id2word: Dict[int, str],
-                         frame_seconds: float) -> Tuple[List[ArcList], List[Failure]]:
+                         frame_seconds: float, first_line: int = 1) -> Tuple[List[ArcList], List[Failure]]:
     """The line-by-line archive parser (any layout; reports each malformed lattice by line)."""
     lattices: List[ArcList] = []
     failures: List[Failure] = []
     blocks: List[Tuple[str, int, List[Tuple[int, str]]]] = []
     cur: Optional[Tuple[str, int, List[Tuple[int, str]]]] = None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), first_line):
         if not line.strip():
             if cur is not None:
                 blocks.append(cur)

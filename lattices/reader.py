@@ -20,18 +20,19 @@ Every unreadable file or lattice becomes a :class:`Failure`; reading goes on wit
 """
 import os
 import warnings
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+import zlib
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import k2
 
-from lattices.fsa_build import ArcList, Failure, build_batch
+from lattices.fsa_build import ArcList, Failure, build_batch, split_failures
 from lattices.k2_format import k2_dict_to_arclists, load_k2_dict, looks_like_k2
-from lattices.kaldi_archive import (is_rspecifier, looks_like_kaldi_binary, parse_kaldi_archive, read_kaldi, rspecifier_missing,
+from lattices.kaldi_archive import (is_rspecifier, iter_kaldi, iter_kaldi_archive, looks_like_kaldi_binary, rspecifier_missing,
                                     rspecifier_target, word_lookup)
 from lattices.kaldi_text import looks_like_kaldi_text
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
-from lattices.slf import looks_like_slf, parse_slf
+from lattices.slf import looks_like_slf, parse_slf, utt_id_from_path
 from lattices.symbols import copy_symbols, load_symbols
 from lattices.textio import looks_binary
 from models.files import read_bytes
@@ -41,7 +42,7 @@ _SKIP_NAMES = {"words.txt", "words.txt.gz", "ref.txt", "hyp.txt"}
 _SKIP_SUFFIXES = (".nbest", ".md", ".json", ".jsonl", ".log", ".py", ".done")
 
 __all__ = ["Failure", "NoWordTableWarning", "read_lattices", "iter_lattice_batches", "expand_paths", "detect_format", "FORMATS",
-           "DEFAULT_BATCH_ARCS"]
+           "DEFAULT_BATCH_ARCS", "shard_of"]
 
 # Input arcs per batch of a streamed job: measured fastest on the 100 LibriSpeech lattices (11 % less
 # time than 20,000 for 10 % more memory; larger batches gain nothing more; bench/RESULTS.md §7.7).
@@ -80,7 +81,7 @@ def expand_paths(paths: Sequence[str]) -> Tuple[List[str], List[Failure]]:
         if depth > 8:
             fails.append(Failure(p, f"{p}: list files nested too deeply"))
             return
-        if is_rspecifier(p):  # read as a whole by _parse_file
+        if is_rspecifier(p):  # read as a whole by _iter_file
             missing = rspecifier_missing(p)
             if missing is not None:
                 fails.append(Failure(p, f"{p}: no such file {missing!r}"))
@@ -158,36 +159,59 @@ def _kaldi_words(path: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dic
     return kaldi_tables[key]
 
 
-def _parse_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict,
-                frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
-    """Parse one file (or Kaldi rspecifier) into arc lists (each tagged with its format in
-    ``header["format"]``)."""
-    fails: List[Failure] = []
-    lattices: List[ArcList] = []
+Keep = Optional[Callable[[str], bool]]  # keep(utterance id): read that lattice (None: all)
+
+
+def shard_of(i: int, n: int) -> Callable[[str], bool]:
+    """``keep`` for shard ``i`` of ``n`` by utterance: a stable hash (CRC-32) of the utterance id,
+    so every shard decides alone, from the id, before parsing, and the copies of a repeated id all
+    go to one shard (which reports them)."""
+    return lambda utt: zlib.crc32(utt.encode("utf-8")) % n == i
+
+
+def _iter_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict, frame_seconds: float = 0.01,
+               keep: Keep = None, file_failures: bool = True) -> Iterator[Union[ArcList, Failure]]:
+    """The lattices of one file (or Kaldi rspecifier) as they are parsed, each tagged with its
+    format in ``header["format"]``, and the failures of the file and of its lattices.
+
+    ``keep(utterance id)`` picks the lattices to parse (and whose failures to report); the
+    failures of the file as a whole (unreadable, not a lattice file) are reported only with
+    ``file_failures``. An SLF file is one utterance, named after the file: its failures are its
+    utterance's.
+    """
+    f = fmt
     try:
         if is_rspecifier(path):
             if fmt not in ("auto", "kaldi"):
                 raise ValueError(f"{path}: a Kaldi rspecifier, but --format is {fmt}")
             f = "kaldi"
-            lattices, fails = read_kaldi(path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds)
+            items: Iterator[Union[ArcList, Failure]] = iter_kaldi(path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
         else:
             data = read_bytes(path)
             f = detect_format(path, data) if fmt == "auto" else fmt
             if f == "k2":
                 lattices, _ = k2_dict_to_arclists(load_k2_dict(path), path, symbols)
+                items = iter([lat for lat in lattices if keep is None or keep(lat.utt_id)])
             elif f == "kaldi":
-                lattices, fails = parse_kaldi_archive(data, path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds)
+                items = iter_kaldi_archive(data, path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
             else:
+                if keep is not None and not keep(utt_id_from_path(path)):
+                    return
+                file_failures = True  # the file is the utterance, and this one is kept
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise ValueError(f"{path}: not UTF-8 text ({e})") from e
-                lattices = [parse_slf(text, path)]
+                items = iter([parse_slf(text, path)])
+        for item in items:
+            if isinstance(item, ArcList):
+                item.header["format"] = f  # kept in LatticeBatch.headers (e.g. to write results back in kind)
+            elif item.source == path and not file_failures:
+                continue
+            yield item
     except ValueError as e:
-        return [], [Failure(path, str(e))]
-    for lat in lattices:
-        lat.header["format"] = f  # kept in LatticeBatch.headers (e.g. to write results back in kind)
-    return lattices, fails
+        if file_failures:
+            yield Failure(path, str(e))
 
 
 def read_lattices(
@@ -221,7 +245,7 @@ def read_lattices(
     lattices: List[ArcList] = []
     kaldi_tables: dict = {}
     for path in files:
-        lats, file_fails = _parse_file(path, fmt, symbols, kaldi_tables, frame_seconds)
+        lats, file_fails = split_failures(_iter_file(path, fmt, symbols, kaldi_tables, frame_seconds))
         lattices.extend(lats)
         fails.extend(file_fails)
     unique, dup_fails = _drop_duplicates(lattices, set())
@@ -246,14 +270,16 @@ def iter_lattice_batches(
     words: Optional[str] = None,
     rules: Optional[NormalizationRules] = None,
     batch_arcs: int = DEFAULT_BATCH_ARCS,
-    keep: Optional[Callable[[int], bool]] = None,
+    keep: Keep = None,
     file_failures: bool = True,
     frame_seconds: float = 0.01,
 ) -> Iterator[Tuple[LatticeBatch, List[Failure]]]:
     """Read ``files`` lazily, one :class:`LatticeBatch` of about ``batch_arcs`` input arcs at a time.
 
     A batch is yielded as soon as the lattices parsed so far hold at least ``batch_arcs`` arcs
-    (a single larger lattice is a batch of its own), so memory holds one batch plus one file.
+    (a single larger lattice is a batch of its own), so memory holds one batch plus one file's
+    bytes: a Kaldi archive's lattices are parsed as they are batched (a text archive a few MB at
+    a time), not all at once.
     Without ``words`` the symbol table grows as new words appear: a word keeps its id for the
     whole job (outputs of different batches agree), and a batch that brings new words gets a new
     table object, so a table already handed out is never changed while the next batch is read.
@@ -262,10 +288,10 @@ def iter_lattice_batches(
         files: lattice files in order (see :func:`expand_paths`).
         fmt, words, rules, frame_seconds: as for :func:`read_lattices`.
         batch_arcs: input arcs per batch (>= 1).
-        keep: ``keep(k)`` decides whether the k-th lattice parsed (0-based, over all files) is
-            read, e.g. ``lambda k: k % n == i`` for shard i of n; None keeps all.
-        file_failures: report files (or archive entries) that cannot be parsed; False when
-            another shard, which reads the same files, reports them.
+        keep: ``keep(utterance id)`` decides whether that lattice is parsed and its failures
+            reported (e.g. :func:`shard_of` for one shard of a job); None keeps all.
+        file_failures: report the failures of whole files (unreadable, not a lattice file); False
+            when another shard, which reads the same files, reports them.
 
     Yields:
         ``(batch, failures)``: failures of the files and utterances read since the previous
@@ -282,7 +308,7 @@ def iter_lattice_batches(
     seen: set = set()
     pending: List[ArcList] = []
     fails: List[Failure] = []
-    arcs, counter = 0, 0
+    arcs = 0
 
     def flush() -> Tuple[LatticeBatch, List[Failure]]:
         nonlocal pending, fails, arcs, growing
@@ -302,15 +328,12 @@ def iter_lattice_batches(
         return out
 
     for path in files:
-        lats, file_fails = _parse_file(path, fmt, given, kaldi_tables, frame_seconds)
-        if file_failures:
-            fails.extend(file_fails)
-        for lat in lats:
-            counter += 1
-            if keep is not None and not keep(counter - 1):
+        for item in _iter_file(path, fmt, given, kaldi_tables, frame_seconds, keep, file_failures):
+            if isinstance(item, Failure):
+                fails.append(item)
                 continue
-            pending.append(lat)
-            arcs += len(lat.src)
+            pending.append(item)
+            arcs += len(item.src)
             if arcs >= batch_arcs:
                 yield flush()
     if pending or fails:

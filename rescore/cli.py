@@ -101,7 +101,7 @@ def job_options(func):
               help="Write OUT/ctm (word times and confidences of the 1-best) when the lattices have times; "
                    "--no-ctm saves its forward-backward over the rescored lattices.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=4096, help="Distinct histories per LM chunk (bounds memory).")
-@click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or utterances I::N if fewer files.")
+@click.option("--shard", default="0/1", help="Do shard I of N (0-based): files I::N, or, with fewer files, the utterances whose id hashes to I (CRC-32 mod N; only those are parsed).")
 @click.option("--write-lattices", is_flag=True, help="Also write the rescored lattices to OUT/lattices*.")
 @click.option("--lattice-format", type=click.Choice(WRITE_FORMATS), default=None,
               help="Format of --write-lattices (kaldi: binary archive, kaldi-text: ark,t) [default: the input's].")

@@ -15,7 +15,7 @@ from lattices.fsa_build import Failure
 from lattices.lattice_batch import LatticeBatch, resolve_scales, warn_if_default_lm_scale
 from lattices.nbest import hypothesis_records
 from lattices.normalize import NormalizationRules
-from lattices.reader import DEFAULT_BATCH_ARCS, expand_paths, iter_lattice_batches
+from lattices.reader import DEFAULT_BATCH_ARCS, expand_paths, iter_lattice_batches, shard_of
 from lattices.symbols import write_symbols
 from lattices.ctm import format_ctm
 from lattices.kaldi_archive import kaldi_archive_bytes
@@ -73,13 +73,14 @@ def parse_shard(text: str) -> Tuple[int, int]:
 
 def _batches(opts: RunOptions) -> Tuple[Iterator[Tuple[LatticeBatch, List[Failure]]], List[Tuple[str, str]]]:
     """Shard I/N as a lazy stream of batches: files ``I::N`` when there are at least N files, else
-    utterances ``I::N`` of everything read (then shard 0 alone reports unreadable files)."""
+    the utterances whose id hashes to I (:func:`lattices.reader.shard_of`; only they are parsed,
+    and shard 0 alone reports unreadable files)."""
     i, n = opts.shard
     files, fails = expand_paths(opts.lattices)
     by_file = len(files) >= n
     report_files = by_file or i == 0
     failures = [(f.source, f.message) for f in fails] if report_files else []
-    keep = None if by_file or n == 1 else (lambda k: k % n == i)
+    keep = None if by_file or n == 1 else shard_of(i, n)
     stream = iter_lattice_batches(files[i::n] if by_file else files, opts.fmt, opts.words, opts.rules, batch_arcs=opts.batch_arcs,
                                   keep=keep, file_failures=report_files, frame_seconds=opts.frame_seconds)
     return stream, failures

@@ -242,23 +242,27 @@ def test_arpa_as_the_new_lm_and_as_the_old_lm(setup, tmp_path):
 
 
 def test_read_failures_inside_a_sharded_file_are_reported_once(tmp_path):
+    from lattices.reader import shard_of
     from rescore.run import RunOptions, _batches
 
     (tmp_path / "words.txt").write_text("<eps> 0\nw1 1\nw2 2\n")
-    ark = tmp_path / "lats.ark"  # utt2 has a cycle: a read failure inside a multi-utterance file
-    ark.write_text("utt1\n0 1 1 1.0,2.0,\n1 2 2 1.0,1.0,\n2 0,0,\n\nutt2\n0 1 1 1.0,1.0,\n1 0 2 1.0,1.0,\n1 0,0,\n\n"
-                   "utt3\n0 1 2 0.5,0.5,\n1 0,0,\n\n")
+    ark = tmp_path / "lats.ark"  # in one multi-utterance file: utt2 has a cycle (a validation failure),
+    good = "0 1 1 1.0,2.0,\n1 2 2 1.0,1.0,\n2 0,0,\n\n"  # utt5 a malformed line (a parse failure)
+    ark.write_text(f"utt1\n{good}utt2\n0 1 1 1.0,1.0,\n1 0 2 1.0,1.0,\n1 0,0,\n\nutt3\n{good}utt4\n{good}"
+                   f"utt5\n0 1 x 1,1,\n1\n\nutt6\n{good}utt7\n{good}")
     shards = []
-    for i in range(2):
-        stream, fails = _batches(RunOptions(lattices=[str(ark)], lm="unused", out="unused", shard=(i, 2), batch_arcs=1))
+    for i in range(3):
+        stream, fails = _batches(RunOptions(lattices=[str(ark)], lm="unused", out="unused", shard=(i, 3), batch_arcs=1))
         utts = []
         for batch, read_fails in stream:
             utts += batch.utt_ids
             fails += [(f.source, f.message) for f in read_fails]
-        shards.append((utts, fails))
-    # utterances alternate between the shards; the bad one is reported by its own shard only
-    assert [utts for utts, _ in shards] == [["utt1", "utt3"], []]
-    assert [src for _, fails in shards for src, _ in fails] == [f"{ark}:utt2"]
+        shards.append((utts, [src for src, _ in fails]))
+    owner = {u: next(i for i in range(3) if shard_of(i, 3)(u)) for u in [f"utt{k}" for k in range(1, 8)]}
+    assert len(set(owner.values())) > 1  # the ids spread over the shards
+    # each utterance is read by the shard its id hashes to, and each failure is reported once, there
+    assert [utts for utts, _ in shards] == [[u for u in ["utt1", "utt3", "utt4", "utt6", "utt7"] if owner[u] == i] for i in range(3)]
+    assert [srcs for _, srcs in shards] == [[f"{ark}:{u}" for u in ["utt2", "utt5"] if owner[u] == i] for i in range(3)]
 
 
 def test_real_kaldi_binary_archive_rescored_with_ctm_and_binary_lattices(setup, tmp_path):

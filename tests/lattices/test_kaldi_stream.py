@@ -1,0 +1,121 @@
+"""Kaldi archives read one chunk at a time, and only the lattices a shard keeps: the same lattices
+and failures (line numbers included) as parsing the whole archive at once."""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lattices.kaldi_text as kaldi_text
+from lattices.fsa_build import ArcList, Failure
+from lattices.kaldi_archive import iter_kaldi, iter_kaldi_archive, kaldi_archive_bytes, word_lookup
+from lattices.kaldi_text import iter_kaldi_text, parse_kaldi_text
+from lattices.normalize import NormalizationRules
+from lattices.reader import NoWordTableWarning, iter_lattice_batches, read_lattices, shard_of
+
+from tests.lattices.test_kaldi_binary import LAT1
+
+IDS = {1: "w1", 2: "w2", 3: "w3"}
+GOOD = "0 1 1 1.5,2.5,1_2\n1 2 2 0.5,1,3\n2 3 3 1,1,\n3 0.25,0.5,\n"
+BAD = {"word": "0 1 9 1,1,\n1 0,0,\n", "weight": "0 1 1 1,x,\n1\n", "final": "0 1 1 1,1,\n"}
+
+
+def _archive(kinds):
+    return "".join(f"u{i}\n{GOOD if k == 'good' else BAD[k]}\n" for i, k in enumerate(kinds))
+
+
+def _same(a, b):
+    """The same lattices (ids, arcs, scores, frames) and failures, in the same order."""
+    assert [type(x) for x in a] == [type(x) for x in b]
+    for x, y in zip(a, b):
+        if isinstance(x, Failure):
+            assert x == y
+        else:
+            assert (x.utt_id, x.start, x.finals, x.words) == (y.utt_id, y.start, y.finals, y.words)
+            for f in ("src", "dst", "am", "lm", "start_times", "end_times"):
+                assert np.array_equal(getattr(x, f), getattr(y, f)), f
+
+
+def _whole(text, keep=None):
+    lats, fails = parse_kaldi_text(text, "a.ark", IDS)
+    return [x for x in lats + fails if keep is None or keep(x.utt_id if isinstance(x, ArcList) else x.source.split(":")[-1])]
+
+
+@settings(max_examples=60, deadline=None)
+@given(kinds=st.lists(st.sampled_from(["good", "good", "word", "weight", "final"]), min_size=1, max_size=12),
+       chunk=st.integers(1, 400), n=st.integers(1, 3), i=st.integers(0, 2))
+def test_chunks_and_shards_give_what_the_whole_archive_gives(kinds, chunk, n, i):
+    text = _archive(kinds)
+    keep = shard_of(i % n, n) if n > 1 else None
+    items = list(iter_kaldi_text(text.encode(), "a.ark", IDS, keep=keep, chunk_bytes=chunk))
+    expect = _whole(text, keep)
+    by_type = lambda xs: [x for x in xs if isinstance(x, ArcList)] + [x for x in xs if isinstance(x, Failure)]  # noqa: E731
+    _same(by_type(items), by_type(expect))  # within a chunk lattices come before failures
+    assert all(":" in f.message for f in items if isinstance(f, Failure))
+
+
+def test_messages_keep_the_files_line_numbers():
+    text = _archive(["good", "good", "weight"])
+    line = text.splitlines().index("0 1 1 1,x,") + 1
+    fails = [x for x in iter_kaldi_text(text.encode(), "a.ark", IDS, chunk_bytes=1) if isinstance(x, Failure)]
+    assert len(fails) == 1 and f"a.ark:u2:{line}:" in fails[0].message
+
+
+def test_empty_and_blank_archives_are_one_failure():
+    for data in (b"", b"\n\n  \n"):
+        assert [f.message for f in iter_kaldi_text(data, "e.ark", IDS)] == ["e.ark: empty Kaldi lattice archive"]
+
+
+def test_a_text_archive_streams_a_batch_before_the_rest_is_parsed(tmp_path, monkeypatch):
+    ark = tmp_path / "big.ark"
+    ark.write_text(_archive(["good"] * 40))
+    (tmp_path / "words.txt").write_text("<eps> 0\nw1 1\nw2 2\nw3 3\n")
+    monkeypatch.setattr(kaldi_text, "CHUNK_BYTES", 200)  # a few lattices a chunk
+    parsed = []
+    real = kaldi_text.parse_kaldi_text
+    monkeypatch.setattr(kaldi_text, "parse_kaldi_text", lambda text, *a: parsed.append(text.count("\n")) or real(text, *a))
+    stream = iter_lattice_batches([str(ark)], batch_arcs=3)
+    first, _ = next(stream)
+    assert len(first.utt_ids) == 1 and len(parsed) == 1  # one chunk parsed, not the archive
+    assert sum(len(b.utt_ids) for b, _ in stream) == 39 and len(parsed) > 5
+
+
+def test_a_binary_archive_by_shard_and_an_scp_that_opens_only_kept_entries(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        full, _ = read_lattices([LAT1], rules=NormalizationRules.raw_words())
+        data = open(LAT1, "rb").read()
+        every = [x.utt_id for x in iter_kaldi_archive(data, LAT1, word_lookup(None))]
+        assert every == full.utt_ids
+        parts = [[x.utt_id for x in iter_kaldi_archive(data, LAT1, word_lookup(None), keep=shard_of(i, 3))] for i in range(3)]
+        assert sorted(u for p in parts for u in p) == sorted(every) and all(parts)
+        assert parts[1] == [u for u in every if shard_of(1, 3)(u)]
+        # an scp file whose entries of other shards point at a missing archive: never opened
+        scp = tmp_path / "lat.scp"
+        offset = {u: data.index(u.encode() + b" ") + len(u) + 1 for u in every}  # just past "key ", as Kaldi writes
+        scp.write_text("".join(f"{u} {LAT1 if shard_of(0, 2)(u) else tmp_path / 'missing.ark'}:{offset[u]}\n" for u in every))
+        items = list(iter_kaldi("scp:" + str(scp), word_lookup(None), keep=shard_of(0, 2)))
+        assert [x.utt_id for x in items] == [u for u in every if shard_of(0, 2)(u)]
+        assert len(list(iter_kaldi("scp:" + str(scp), word_lookup(None)))) == len(every)  # unsharded: the rest fail
+        assert any(isinstance(x, Failure) for x in iter_kaldi("scp:" + str(scp), word_lookup(None)))
+
+
+def test_binary_and_text_archives_stream_the_same_lattices(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        batch, _ = read_lattices([LAT1], rules=NormalizationRules.raw_words())
+    text = kaldi_archive_bytes(batch, binary=False)
+    ids = {i: batch.symbols.get(i) for i in range(1, len(batch.symbols))}
+    whole, fails = parse_kaldi_text(text.decode(), "t.ark", ids)
+    assert not fails
+    _same(list(iter_kaldi_text(text, "t.ark", ids, chunk_bytes=64)), whole)
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_each_utterance_belongs_to_exactly_one_shard(n):
+    ids = [f"spk{i}-utt{j}" for i in range(20) for j in range(5)]
+    owners = [[i for i in range(n) if shard_of(i, n)(u)] for u in ids]
+    assert all(len(o) == 1 for o in owners)
+    counts = np.bincount([o[0] for o in owners], minlength=n)
+    assert counts.min() > 0.5 * len(ids) / n  # spread about evenly
