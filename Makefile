@@ -45,7 +45,7 @@ help:
 	@echo "make test      install, then run the test suite"
 	@echo "make demo      install, tune and rescore bundled real first-pass lattices with the bundled small AFP LM, print WER"
 	@echo "make train-lm  TRAIN=... VALID=... [TEST=...] LM_DIR=... [CELL= LAYERS= HIDDEN= ITERATIONS= MODE=]"
-	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
+	@echo "make rescore   LATS=... LM=... OUT=... JOBS=N [SHARDS=M] [REF=...] [SUBMIT='srun ...'] [RESCORE_FLAGS=...]"
 	@echo "make books-lms  AFP-4 and BPTT LMs on the 56M-word books (CPU hours; rerun to resume)"
 	@echo "make books-small-lms  1x128 AFP-2/4/8 and BPTT LMs on the books (under an hour each), compared by make bench-books-wer"
 	@echo "make decode-librispeech   pocketsphinx SLF lattices of LIBRI_CORPUS into DECODE_DIR (real-data check)"
@@ -162,13 +162,16 @@ distclean: clean
 	rm -rf $(VENV) *.egg-info
 
 # --- batch rescoring ---------------------------------------------------------------------------
-# make rescore LATS=dir-or-files LM=exp/lm/model.pt OUT=exp/rescore JOBS=4 [REF=text] [SUBMIT='srun --gres=gpu:1']
-# Shard I of JOBS is the file target OUT/shards/I/metrics.json (written last by afp-rescore, so a
-# rerun after a failure redoes only unfinished shards); the merge is OUT/metrics.json.
+# make rescore LATS=dir-or-files LM=exp/lm/model.pt OUT=exp/rescore JOBS=4 [SHARDS=40] [REF=text] [SUBMIT='srun --gres=gpu:1']
+# JOBS shards run at once; SHARDS (default JOBS) is how many pieces the job is cut into, so more
+# shards than jobs make a rerun after a crash redo less. Shard I of SHARDS is the file target
+# OUT/shards/I/metrics.json (written last by afp-rescore, so a rerun after a failure redoes only
+# unfinished shards); the merge is OUT/metrics.json.
 LATS ?= $(DEMO_DATA)/first-pass/test
 LM ?= $(DEMO_DATA)/books-afp4-128.pt
 OUT ?= exp/rescore
 JOBS ?= 1
+SHARDS ?= $(JOBS)
 REF ?=
 SUBMIT ?=
 RESCORE_FLAGS ?=
@@ -177,12 +180,12 @@ RESCORE_FLAGS ?=
 # job's own default (its allocation's cores). Empty: torch's default.
 NPROC ?= $(shell nproc 2>/dev/null || echo 1)
 RESCORE_THREADS ?= $(if $(SUBMIT),,$(shell t=$$(( $(NPROC) / $(JOBS) )); echo $$(( t > 0 ? t : 1 ))))
-SHARD_DIRS = $(foreach i,$(shell seq 0 $$(($(JOBS) - 1))),$(OUT)/shards/$(i))
+SHARD_DIRS = $(foreach i,$(shell seq 0 $$(($(SHARDS) - 1))),$(OUT)/shards/$(i))
 
 # A shard that finished with some failed utterances still counts as done (they are listed in
 # its failures.txt); `make rescore` then exits non-zero after merging.
 $(OUT)/shards/%/metrics.json: $(LM) | $(VENV)/.installed
-	$(SUBMIT) $(BIN)/afp-rescore --lm $(LM) --out $(@D) --shard $*/$(JOBS) $(if $(REF),--ref $(REF)) \
+	$(SUBMIT) $(BIN)/afp-rescore --lm $(LM) --out $(@D) --shard $*/$(SHARDS) $(if $(REF),--ref $(REF)) \
 	  $(if $(RESCORE_THREADS),--threads $(RESCORE_THREADS)) $(RESCORE_FLAGS) $(LATS) || test -f $@
 
 $(OUT)/metrics.json: $(addsuffix /metrics.json,$(SHARD_DIRS))

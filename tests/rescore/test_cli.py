@@ -199,6 +199,9 @@ def test_make_rescore_shares_the_cores_between_local_shards_only():
     assert all("--threads 1 " in line for line in shard_commands("NPROC=2"))  # at least one each
     assert not any("--threads" in line for line in shard_commands("NPROC=8", "SUBMIT=srun"))  # the allocation's own
     assert all("--threads 5 " in line for line in shard_commands("RESCORE_THREADS=5"))
+    finer = shard_commands("NPROC=8", "SHARDS=5")  # more pieces than jobs: still cores / JOBS threads
+    assert [line.split("--shard ")[1].split()[0] for line in finer] == [f"{i}/5" for i in range(5)]
+    assert all("--threads 2 " in line for line in finer)
 
 
 def test_non_finite_scores_fail_only_that_utterance(setup):
