@@ -21,14 +21,14 @@ import os
 import re
 import subprocess
 import sys
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, split_failures
 from lattices.kaldi_binary import MAGIC_BYTES, KaldiFst, add_frame_times, format_fst, read_fst
-from lattices.kaldi_text import final_arcs, format_kaldi_text, iter_kaldi_text, parse_text_lattice
+from lattices.kaldi_text import Keep, final_arcs, format_kaldi_text, iter_kaldi_text, parse_text_lattice
 from lattices.lattice_batch import LatticeBatch
 from models.files import read_bytes, un_gzip
 
@@ -94,9 +94,6 @@ def read_input(target: str) -> bytes:
                              + (f": {err[-1]}" if err else ""))
         return un_gzip(run.stdout, target)
     return read_bytes(target)
-
-
-Keep = Optional[Callable[[str], bool]]  # keep(utterance id): read that lattice (None: all)
 
 
 def read_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:

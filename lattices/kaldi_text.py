@@ -184,13 +184,15 @@ def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str], frame_s
     return out
 
 
+Keep = Optional[Callable[[str], bool]]  # keep(utterance id): read that lattice (None: all)
+
 # A text archive is parsed this many bytes at a time (whole lattices): memory holds the archive's
 # bytes and one chunk's lattices, not the lattices of the whole archive (bench/RESULTS.md 7.16).
 CHUNK_BYTES = 4 << 20
 
 
 def iter_kaldi_text(data: bytes, source: str, id2word: Dict[int, str], frame_seconds: float = 0.01,
-                    keep: Optional[Callable[[str], bool]] = None,
+                    keep: Keep = None,
                     chunk_bytes: Optional[int] = None) -> Iterator[Union[ArcList, Failure]]:
     """The lattices (and failures) of a text archive's bytes, parsed in chunks of about
     ``chunk_bytes`` that end at a blank line: the same lattices and messages (line numbers are the

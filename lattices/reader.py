@@ -27,8 +27,8 @@ import k2
 
 from lattices.fsa_build import ArcList, Failure, build_batch, split_failures
 from lattices.k2_format import k2_dict_to_arclists, load_k2_dict, looks_like_k2
-from lattices.kaldi_archive import (is_rspecifier, iter_kaldi, iter_kaldi_archive, looks_like_kaldi_binary, rspecifier_missing,
-                                    rspecifier_target, word_lookup)
+from lattices.kaldi_archive import (Keep, is_rspecifier, iter_kaldi, iter_kaldi_archive, looks_like_kaldi_binary,
+                                    rspecifier_missing, rspecifier_target, word_lookup)
 from lattices.kaldi_text import looks_like_kaldi_text
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
@@ -157,9 +157,6 @@ def _kaldi_words(path: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dic
     if key not in kaldi_tables:
         kaldi_tables[key] = word_lookup(symbols)
     return kaldi_tables[key]
-
-
-Keep = Optional[Callable[[str], bool]]  # keep(utterance id): read that lattice (None: all)
 
 
 def shard_of(i: int, n: int) -> Callable[[str], bool]:
