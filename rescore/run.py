@@ -7,7 +7,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
-import k2
 import numpy as np
 from tqdm import tqdm
 
@@ -16,10 +15,8 @@ from lattices.lattice_batch import LatticeBatch, resolve_scales, warn_if_default
 from lattices.nbest import hypothesis_records
 from lattices.normalize import NormalizationRules
 from lattices.reader import DEFAULT_BATCH_ARCS, expand_paths, iter_lattice_batches, shard_of
-from lattices.symbols import write_symbols
 from lattices.ctm import format_ctm
-from lattices.kaldi_archive import kaldi_archive_bytes
-from lattices.writer import write_lattices
+from lattices.writer import LatticeSink
 from models.files import atomic_open, read_references
 from models.distributed import resolve_device
 
@@ -122,11 +119,9 @@ class _JobOutputs:
         self.text = stack.enter_context(atomic_open(path("text")))
         self.nbest = stack.enter_context(atomic_open(path("nbest.jsonl")))
         self.sups = stack.enter_context(atomic_open(path("hyps.supervisions.jsonl.gz")))
-        self.lattice_fmt = lattice_fmt
-        self.lattice_dir = path("lattices")
         kaldi = lattice_fmt in ("kaldi", "kaldi-text")
-        self.kaldi = stack.enter_context(atomic_open(path("lattices.ark"), "wb")) if kaldi else None
-        self.symbols: Optional[k2.SymbolTable] = None
+        self.lattices = None if lattice_fmt is None else LatticeSink(
+            stack, path("lattices.ark" if kaldi else "lattices"), lattice_fmt, k2_per_batch=True)
         self.batches = 0
         self.stack = stack
         self.ctm: Optional[IO[str]] = None  # opened with the first batch that has word times
@@ -141,21 +136,15 @@ class _JobOutputs:
             if self.ctm is None:
                 self.ctm = self.stack.enter_context(atomic_open(os.path.join(self.out, "ctm")))
             self.ctm.write(format_ctm(out.ctm))
-        if self.lattice_fmt and out.lattices is not None and len(out.lattices):
-            self.symbols = batch.symbols
-            if self.kaldi is not None:
-                self.kaldi.write(kaldi_archive_bytes(out.lattices, binary=self.lattice_fmt == "kaldi"))
-            elif self.lattice_fmt == "k2":
-                write_lattices(out.lattices, os.path.join(self.lattice_dir, f"{self.batches:05d}.pt"), "k2")
-            else:
-                write_lattices(out.lattices, self.lattice_dir, self.lattice_fmt)
+        if self.lattices is not None and out.lattices is not None:
+            self.lattices.add(out.lattices)
         self.batches += 1
         return best
 
     def finish(self) -> None:
         """Write what only the whole job knows (the Kaldi archive's ``words.txt``)."""
-        if self.kaldi is not None and self.symbols is not None:
-            write_symbols(self.symbols, os.path.join(self.out, "words.txt"))
+        if self.lattices is not None:
+            self.lattices.close()
 
 
 def _add_stats(total: Dict[str, Any], stats: Dict[str, Any]) -> None:

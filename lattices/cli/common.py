@@ -4,16 +4,18 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import click
 
 from lattices.lattice_batch import LatticeBatch
+from lattices.reader import DEFAULT_BATCH_ARCS
 from lattices.lattice_batch import resolve_scales as resolve_batch_scales
 from lattices.lattice_batch import warn_if_default_lm_scale
 from lattices.validate import validate_batch
 
 FORMATS = ("auto", "k2", "slf", "kaldi")
+BATCH_ARCS = DEFAULT_BATCH_ARCS  # input arcs a batch of the streaming commands (afp-rescore's default)
 
 
 @dataclass
@@ -140,19 +142,38 @@ def load(inputs: LatticeInputs, raw: bool = False) -> Tuple[LatticeBatch, List[P
         inputs: what to read.
         raw: keep word symbols exactly (no normalisation), e.g. for format conversion.
     """
-    try:
-        from lattices.normalize import NormalizationRules
-        from lattices.reader import read_lattices
-    except ImportError as e:  # pragma: no cover - only while the reader is missing
-        raise click.ClickException(f"lattice reader not available: {e}")
-    rules = NormalizationRules.raw_words() if raw else NormalizationRules()
-    batch, failures = read_lattices(list(inputs.paths), fmt=inputs.fmt, words=inputs.words, rules=rules,
+    from lattices.reader import read_lattices
+
+    batch, failures = read_lattices(list(inputs.paths), fmt=inputs.fmt, words=inputs.words, rules=_rules(raw),
                                     frame_seconds=inputs.frame_seconds)
-    problems = [Problem(f.source, f.message) for f in failures]
+    return _validated(batch, [Problem(f.source, f.message) for f in failures])
+
+
+def load_batches(inputs: LatticeInputs, raw: bool = False) -> Iterator[Tuple[LatticeBatch, List[Problem]]]:
+    """:func:`load` one batch at a time (:func:`lattices.reader.iter_lattice_batches`, about
+    :data:`BATCH_ARCS` input arcs a batch), so memory holds one batch, not the whole input.
+    Word ids are the same in every batch (a later batch's table extends an earlier one's)."""
+    from lattices.reader import expand_paths, iter_lattice_batches
+
+    files, fails = expand_paths(list(inputs.paths))
+    problems = [Problem(f.source, f.message) for f in fails]
+    for batch, failures in iter_lattice_batches(files, fmt=inputs.fmt, words=inputs.words, rules=_rules(raw),
+                                                batch_arcs=BATCH_ARCS, frame_seconds=inputs.frame_seconds):
+        yield _validated(batch, problems + [Problem(f.source, f.message) for f in failures])
+        problems = []
+
+
+def _rules(raw: bool):
+    from lattices.normalize import NormalizationRules
+
+    return NormalizationRules.raw_words() if raw else NormalizationRules()
+
+
+def _validated(batch: LatticeBatch, problems: List[Problem]) -> Tuple[LatticeBatch, List[Problem]]:
+    """The batch's valid lattices, and ``problems`` plus one per invalid lattice (named ``path:utt``)."""
     sources = {u: source_of(batch, i) for i, u in reversed(list(enumerate(batch.utt_ids)))}
     batch, bad = validate_batch(batch)
-    problems += [Problem(sources.get(u, u), m) for u, m in bad]
-    return batch, problems
+    return batch, problems + [Problem(sources.get(u, u), m) for u, m in bad]
 
 
 def source_of(batch: LatticeBatch, i: int) -> str:
@@ -174,23 +195,30 @@ def finish(problems: Sequence[Problem]) -> None:
 
 
 def resolve_scales(
-    batch: LatticeBatch, am_scale: Optional[float], lm_scale: Optional[float], word_penalty: Optional[float]
+    batch: LatticeBatch, am_scale: Optional[float], lm_scale: Optional[float], word_penalty: Optional[float],
+    seen: Optional[Dict[Tuple[Tuple[float, float, float], str], int]] = None,
 ) -> List[Tuple[float, float, float]]:
-    """Per utterance ``(am_scale, lm_scale, word_penalty)`` (:func:`lattices.lattice_batch.resolve_scales`);
-    prints each distinct setting and where it came from on stderr."""
+    """Per utterance ``(am_scale, lm_scale, word_penalty)`` (:func:`lattices.lattice_batch.resolve_scales`).
+
+    Each distinct setting and where it came from is counted in ``seen`` (shown by
+    :func:`report_scales` once the input is read), or, without ``seen``, shown now on stderr.
+    """
     headers = batch.headers or [{} for _ in batch.utt_ids]
     scales, origins = resolve_batch_scales(headers, am_scale, lm_scale, word_penalty)
     warn_if_default_lm_scale(origins)
-    seen: Dict[Tuple[Tuple[float, float, float], str], int] = {}
+    counts: Dict[Tuple[Tuple[float, float, float], str], int] = {} if seen is None else seen
     for triple, desc in zip(scales, origins):
-        seen[(triple, desc)] = seen.get((triple, desc), 0) + 1
-    for (triple, desc), count in seen.items():
-        click.echo(
-            f"scales: am_scale={triple[0]:g} lm_scale={triple[1]:g} word_penalty={triple[2]:g} "
-            f"({desc}) for {count} utterance(s)",
-            err=True,
-        )
+        counts[(triple, desc)] = counts.get((triple, desc), 0) + 1
+    if seen is None:
+        report_scales(counts)
     return scales
+
+
+def report_scales(seen: Dict[Tuple[Tuple[float, float, float], str], int]) -> None:
+    """Print each distinct scale setting, where it came from and for how many utterances."""
+    for (triple, desc), count in seen.items():
+        click.echo(f"scales: am_scale={triple[0]:g} lm_scale={triple[1]:g} word_penalty={triple[2]:g} "
+                   f"({desc}) for {count} utterance(s)", err=True)
 
 
 def wrap_errors(func: Callable) -> Callable:

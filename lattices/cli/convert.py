@@ -1,9 +1,10 @@
 """``afp-lattice convert``: rewrite lattices in another format."""
+from contextlib import ExitStack
 
 import click
 
-from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, wrap_errors
-from lattices.writer import WRITE_FORMATS, write_lattices
+from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load_batches, wrap_errors
+from lattices.writer import WRITE_FORMATS, LatticeSink
 
 
 @click.command()
@@ -17,8 +18,12 @@ from lattices.writer import WRITE_FORMATS, write_lattices
 def convert(inputs: LatticeInputs, to_fmt: str, out: str, normalize: bool) -> None:
     """Convert LATTICES to another format (k2, HTK SLF, Kaldi binary or text); output is written atomically."""
 
-    batch, problems = load(inputs, raw=not normalize)
-    if len(batch):
-        write_lattices(batch, out, to_fmt)
-    click.echo(f"converted {len(batch)} lattice(s) to {to_fmt}: {out}", err=True)
+    problems = []
+    with ExitStack() as stack:  # one batch at a time (a k2 file, being one torch.save, is saved at the end)
+        sink = LatticeSink(stack, out, to_fmt)
+        for batch, batch_problems in load_batches(inputs, raw=not normalize):
+            problems += batch_problems
+            sink.add(batch)
+        sink.close()
+    click.echo(f"converted {sink.lattices} lattice(s) to {to_fmt}: {out}", err=True)
     finish(problems)

@@ -1,11 +1,14 @@
 """``afp-lattice oracle``: oracle (lattice) WER against references."""
 import json
-from typing import Optional
+from contextlib import ExitStack
+from typing import List, Optional
 
 import click
 
-from lattices.cli.common import LatticeInputs, Problem, finish, lattice_inputs, load, source_of, wrap_errors
-from lattices.oracle import oracle_wer
+from lattices.cli.common import LatticeInputs, Problem, finish, lattice_inputs, load_batches, source_of, wrap_errors
+from lattices.normalize import NormalizationRules, normalize_words
+from lattices.oracle import OracleSummary, oracle_wer
+from lattices.validate import select_lattices
 from models.files import atomic_open, read_references
 
 
@@ -22,32 +25,26 @@ def oracle(ref_path: str, inputs: LatticeInputs, keep_case: bool, out: Optional[
 
     References get the same word normalisation as lattices (fillers and sentence markers dropped).
     """
-    from lattices.normalize import NormalizationRules, normalize_words
-
-    batch, problems = load(inputs)
     refs = read_references(ref_path)
     rules = NormalizationRules()
-    keep, ref_words = [], []
-    for i, utt in enumerate(batch.utt_ids):
-        if utt not in refs:
-            problems.append(Problem(source_of(batch, i), f"no reference in {ref_path}"))
-            continue
-        keep.append(i)
-        ref_words.append(normalize_words(refs[utt], rules))
-    if len(keep) != len(batch):
-        from lattices.validate import select_lattices
-
-        fsas = select_lattices(batch.fsas, keep)
-    else:
-        fsas = batch.fsas
-    per_utt, summary = oracle_wer(fsas, batch.symbols, ref_words, lowercase=not keep_case)
-    if out:
-        with atomic_open(out, "w") as f:
-            for i, (res, ws) in zip(keep, per_utt):
-                f.write(json.dumps({"utt": batch.utt_ids[i], "errors": res.errors, "ref_words": res.ref_len,
-                                    "oracle": " ".join(ws)}) + "\n")
-    click.echo(
-        f"oracle WER {100 * summary.wer:.2f}% ({summary.errors} errors / {summary.ref_words} words, "
-        f"{len(keep)} utterances)"
-    )
+    problems: List[Problem] = []
+    errors = ref_words = utterances = 0
+    with ExitStack() as stack:
+        f = stack.enter_context(atomic_open(out, "w")) if out else None
+        for batch, batch_problems in load_batches(inputs):  # one batch at a time: memory does not grow
+            problems += batch_problems
+            keep = [i for i, utt in enumerate(batch.utt_ids) if utt in refs]
+            problems += [Problem(source_of(batch, i), f"no reference in {ref_path}")
+                         for i, utt in enumerate(batch.utt_ids) if utt not in refs]
+            if not keep:
+                continue
+            fsas = batch.fsas if len(keep) == len(batch) else select_lattices(batch.fsas, keep)
+            per_utt, summary = oracle_wer(fsas, batch.symbols, [normalize_words(refs[batch.utt_ids[i]], rules) for i in keep],
+                                          lowercase=not keep_case)
+            errors, ref_words, utterances = errors + summary.errors, ref_words + summary.ref_words, utterances + len(keep)
+            if f is not None:
+                f.write("".join(json.dumps({"utt": batch.utt_ids[i], "errors": res.errors, "ref_words": res.ref_len,
+                                            "oracle": " ".join(ws)}) + "\n" for i, (res, ws) in zip(keep, per_utt)))
+    total = OracleSummary(errors, ref_words)
+    click.echo(f"oracle WER {100 * total.wer:.2f}% ({total.errors} errors / {total.ref_words} words, {utterances} utterances)")
     finish(problems)
