@@ -30,7 +30,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from lattices.fsa_build import ArcList
+from lattices.fsa_build import ArcList, used_node_ids
 
 FST_MAGIC = 2125659606
 MAGIC_BYTES = struct.pack("<i", FST_MAGIC)  # b"\xd6\xfd\xb2\x7e"
@@ -275,8 +275,12 @@ def add_frame_times(lat: ArcList, frames: np.ndarray, frame_seconds: float) -> A
     """
     if not len(frames) or int(frames.sum()) == 0:
         return lat
-    t = state_frames(lat.num_nodes, lat.start, lat.src, lat.dst, frames) * frame_seconds
-    lat.start_times, lat.end_times = t[lat.src], t[lat.dst]
+    # a text lattice numbers its states as it likes: work on the ones its arcs use, so that memory
+    # follows the content whatever state ids a corrupt or hostile file holds
+    used = used_node_ids(lat.num_nodes, [lat.src, lat.dst, np.array([lat.start])])
+    at = (lambda x: x) if used is None else (lambda x: np.searchsorted(used, x))  # noqa: E731
+    t = state_frames(lat.num_nodes if used is None else len(used), int(at(lat.start)), at(lat.src), at(lat.dst), frames)
+    lat.start_times, lat.end_times = t[at(lat.src)] * frame_seconds, t[at(lat.dst)] * frame_seconds
     return lat
 
 

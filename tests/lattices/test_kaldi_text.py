@@ -64,3 +64,16 @@ def test_format_round_trip_exact():
     assert torch.equal(batch2.fsas.arcs.values(), batch.fsas.arcs.values())
     assert words_on_arcs(batch2) == words_on_arcs(batch)
     assert torch.equal(batch2.fsas.lm_scores, batch.fsas.lm_scores)
+
+
+def test_huge_state_ids_with_transition_ids_take_no_memory_for_their_times():
+    """Word times are computed over the states the arcs use, not 0..max id (a corrupt or hostile
+    id of 10^12 used to allocate arrays of that size)."""
+    import resource
+
+    text = "u1\n0 1000000000000 1 1,1,1_2_3\n1000000000000 7 2 1,1,4_5\n7 0,0,\n\n"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for parse in (parse_kaldi_text, lambda t, *a: parse_kaldi_text(t.replace("\n0 ", "\n0  "), *a)):  # fast and line parser
+        (lat,), fails = parse(text, "big.ark", word_lookup(SYMS))
+        assert not fails and lat.start_times.tolist() == [0.0, 0.03] and lat.end_times.tolist() == [0.03, 0.05]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
