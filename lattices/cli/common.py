@@ -135,30 +135,27 @@ def scale_options(func: Callable) -> Callable:
     return func
 
 
-def load(inputs: LatticeInputs, raw: bool = False) -> Tuple[LatticeBatch, List[Problem]]:
-    """Read and validate lattices; returns the good utterances and every problem by name.
+def load_batches(inputs: LatticeInputs, raw: bool = False,
+                 keep: Optional[Callable[[str], bool]] = None) -> Iterator[Tuple[LatticeBatch, List[Problem]]]:
+    """Read and validate lattices one batch at a time (:func:`lattices.reader.iter_lattice_batches`,
+    about :data:`BATCH_ARCS` input arcs a batch), so memory holds one batch, not the whole input.
 
     Args:
         inputs: what to read.
         raw: keep word symbols exactly (no normalisation), e.g. for format conversion.
+        keep: ``keep(utterance id)``: read only those utterances (the others are not parsed).
+
+    Yields:
+        ``(batch of the valid lattices, problems)``: every file and utterance that failed, by name,
+        with the batch it was found in. Word ids are the same in every batch (a later batch's
+        table extends an earlier one's).
     """
-    from lattices.reader import read_lattices
-
-    batch, failures = read_lattices(list(inputs.paths), fmt=inputs.fmt, words=inputs.words, rules=_rules(raw),
-                                    frame_seconds=inputs.frame_seconds)
-    return _validated(batch, [Problem(f.source, f.message) for f in failures])
-
-
-def load_batches(inputs: LatticeInputs, raw: bool = False) -> Iterator[Tuple[LatticeBatch, List[Problem]]]:
-    """:func:`load` one batch at a time (:func:`lattices.reader.iter_lattice_batches`, about
-    :data:`BATCH_ARCS` input arcs a batch), so memory holds one batch, not the whole input.
-    Word ids are the same in every batch (a later batch's table extends an earlier one's)."""
     from lattices.reader import expand_paths, iter_lattice_batches
 
     files, fails = expand_paths(list(inputs.paths))
     problems = [Problem(f.source, f.message) for f in fails]
     for batch, failures in iter_lattice_batches(files, fmt=inputs.fmt, words=inputs.words, rules=_rules(raw),
-                                                batch_arcs=BATCH_ARCS, frame_seconds=inputs.frame_seconds):
+                                                batch_arcs=BATCH_ARCS, keep=keep, frame_seconds=inputs.frame_seconds):
         yield _validated(batch, problems + [Problem(f.source, f.message) for f in failures])
         problems = []
 

@@ -3,7 +3,7 @@ from typing import Optional
 
 import click
 
-from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load, resolve_scales, scale_options, wrap_errors
+from lattices.cli.common import LatticeInputs, finish, lattice_inputs, load_batches, resolve_scales, scale_options, wrap_errors
 from lattices.draw import FORMATS, draw_lattice, find_utterance
 
 
@@ -25,9 +25,12 @@ def draw(utt: str, inputs: LatticeInputs, out: str, am_scale: Optional[float],
     from lattices.posteriors import prune
     from lattices.validate import select_lattices
 
-    batch, problems = load(inputs)
-    i = find_utterance(batch.utt_ids, utt)
-    if i is None:
+    batch, problems = None, []
+    for found, batch_problems in load_batches(inputs, keep=lambda u: u == utt):  # only UTT is parsed
+        problems += batch_problems
+        batch = batch or (found if utt in found.utt_ids else None)
+    i = None if batch is None else find_utterance(batch.utt_ids, utt)
+    if batch is None or i is None:
         bad = [p for p in problems if p.source.endswith(":" + utt) or p.source == utt]
         finish(bad or problems)
         raise click.ClickException(f"utterance {utt!r} not found in {', '.join(inputs.paths)}")

@@ -325,3 +325,20 @@ def test_the_tools_give_the_same_outputs_one_lattice_a_batch(tmp_path, monkeypat
     streamed = _outputs(tmp_path, "streamed", lats, str(ref))
     assert streamed == whole
     assert len(whole["convert-k2"]) == 4 and whole["text"].count(b"\n") == 4
+
+
+def test_draw_parses_only_its_utterance(tmp_path, monkeypatch):
+    import lattices.kaldi_text as kaldi_text
+
+    parsed = []
+    real = kaldi_text.parse_kaldi_text
+    monkeypatch.setattr(kaldi_text, "parse_kaldi_text", lambda text, *a: parsed.append(text) or real(text, *a))
+    (tmp_path / "words.txt").write_text("<eps> 0\nw1 1\nw2 2\n")
+    ark = tmp_path / "lats.ark"
+    ark.write_text("u1\n0 1 1 1.0,2.0,\n1 2 2 1.0,1.0,\n2 0,0,\n\nbad\n0 1 9 1,1,\n1\n\nu3\n0 1 2 0.5,0.5,\n1 0,0,\n\n")
+    r = _run(["draw", "u3", str(ark), "-o", str(tmp_path / "u3.dot")])
+    assert r.exit_code == 0, r.stderr
+    assert "bad" not in r.stderr and "w2" in (tmp_path / "u3.dot").read_text()
+    assert parsed and not any("u1" in t or "bad" in t for t in parsed)  # the other lattices were not parsed
+    r = _run(["draw", "bad", str(ark), "-o", str(tmp_path / "bad.dot")])
+    assert r.exit_code != 0 and "word id 9" in r.stderr
