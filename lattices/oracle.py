@@ -5,7 +5,7 @@ Exact dynamic programme over ``states x reference positions`` of each top-sorted
 that turn some path prefix from the start to ``s`` into ``ref[:j]``. Epsilon (0) and final (-1) arcs
 consume no word. Scores are ignored: the oracle is the best the lattice could ever give.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Sequence, Tuple
 
 import k2
@@ -24,11 +24,13 @@ class OracleResult:
         errors: minimal edit distance (substitutions + insertions + deletions).
         ref_len: number of reference words.
         words: word ids of the oracle path (one of the best, if tied).
+        arcs: the arcs of those words, as indexes into the FsaVec's arcs.
     """
 
     errors: int
     ref_len: int
     words: List[int]
+    arcs: List[int] = field(default_factory=list)
 
 
 def oracle_paths(fsas: k2.Fsa, refs: Sequence[Sequence[int]]) -> List[OracleResult]:
@@ -56,16 +58,15 @@ def oracle_paths(fsas: k2.Fsa, refs: Sequence[Sequence[int]]) -> List[OracleResu
     for i, ref in enumerate(refs):
         s0, s1 = int(arrays.state_splits[i]), int(arrays.state_splits[i + 1])
         a0, a1 = int(arrays.arc_splits[s0]), int(arrays.arc_splits[s1])
-        out.append(
-            _oracle_one(
-                s1 - s0,
-                arrays.arc_splits[s0 : s1 + 1] - a0,
-                arrays.src[a0:a1] - s0,
-                arrays.dst[a0:a1] - s0,
-                arrays.labels[a0:a1],
-                np.asarray(list(ref), dtype=np.int64),
-            )
+        res = _oracle_one(
+            s1 - s0,
+            arrays.arc_splits[s0 : s1 + 1] - a0,
+            arrays.src[a0:a1] - s0,
+            arrays.dst[a0:a1] - s0,
+            arrays.labels[a0:a1],
+            np.asarray(list(ref), dtype=np.int64),
         )
+        out.append(replace(res, arcs=[a0 + k for k in res.arcs]))
     return out
 
 
@@ -109,6 +110,7 @@ def _oracle_one(
     order = np.argsort(dst, kind="stable")
     in_splits = np.searchsorted(dst[order], np.arange(num_states + 1))
     words_out: List[int] = []
+    arcs_out: List[int] = []
     t, j = final, r
     while not (t == 0 and j == 0):
         c = cost[t, j]
@@ -125,15 +127,16 @@ def _oracle_one(
                 continue
             if j > 0 and cost[s, j - 1] + (w != ref[j - 1]) == c:
                 words_out.append(w)
+                arcs_out.append(int(k))
                 t, j, moved = s, j - 1, True
                 break
             if cost[s, j] + 1 == c:
                 words_out.append(w)
+                arcs_out.append(int(k))
                 t, moved = s, True
                 break
         assert moved, "oracle backtrace failed"
-    words_out.reverse()
-    return OracleResult(errors=errors, ref_len=r, words=words_out)
+    return OracleResult(errors=errors, ref_len=r, words=words_out[::-1], arcs=arcs_out[::-1])
 
 
 def word_ids(words: Sequence[str], symbols: k2.SymbolTable, lowercase: bool = False) -> List[int]:
@@ -198,12 +201,14 @@ def oracle_wer(
         lowercase: compare words case-insensitively.
 
     Returns:
-        ``([(result, oracle_words_as_strings)] per utt, summary)``.
+        ``([(result, oracle_words_as_strings)] per utt, summary)``; the words are spelled as on
+        the lattice's own arcs (not as the case variant the comparison mapped them to).
     """
     canon = canonical_labels(fsas, symbols, lowercase)
     ids = [word_ids(r, symbols, lowercase) for r in refs]
     results = oracle_paths(canon, ids)
-    out = [(res, [symbols.get(w) for w in res.words]) for res in results]
+    labels = fsas.labels.tolist()
+    out = [(res, [symbols.get(labels[a]) for a in res.arcs]) for res in results]
     summary = OracleSummary(
         errors=sum(r.errors for r in results), ref_words=sum(r.ref_len for r in results)
     )
