@@ -17,7 +17,7 @@ One lattice per block::
   frame shift x frame-subsampling factor) when the lattice has any.
 """
 from operator import itemgetter
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import k2
 import numpy as np
@@ -186,20 +186,20 @@ def _parse_archive_fast(text: str, source: str, id2word: Dict[int, str], frame_s
 
 Keep = Optional[Callable[[str], bool]]  # keep(utterance id): read that lattice (None: all)
 
-# A text archive is parsed this many bytes at a time (whole lattices): memory holds the archive's
-# bytes and one chunk's lattices, not the lattices of the whole archive (bench/RESULTS.md 7.16).
+# A text archive is parsed this many bytes at a time (whole lattices): memory holds one chunk and
+# its lattices, not the archive (bench/RESULTS.md 7.16).
 CHUNK_BYTES = 4 << 20
 
 
-def iter_kaldi_text(data: bytes, source: str, id2word: Dict[int, str], frame_seconds: float = 0.01,
-                    keep: Keep = None,
-                    chunk_bytes: Optional[int] = None) -> Iterator[Union[ArcList, Failure]]:
-    """The lattices (and failures) of a text archive's bytes, parsed in chunks of about
-    ``chunk_bytes`` that end at a blank line: the same lattices and messages (line numbers are the
-    file's) as :func:`parse_kaldi_text` of the whole text, in order, one chunk at a time.
+def iter_kaldi_text(data: Union[bytes, Iterable[bytes]], source: str, id2word: Dict[int, str], frame_seconds: float = 0.01,
+                    keep: Keep = None, chunk_bytes: Optional[int] = None) -> Iterator[Union[ArcList, Failure]]:
+    """The lattices (and failures) of a text archive, parsed in chunks of about ``chunk_bytes``
+    that end at a blank line: the same lattices and messages (line numbers are the file's) as
+    :func:`parse_kaldi_text` of the whole text, in order, one chunk at a time.
 
     Args:
-        data: the archive's bytes (UTF-8).
+        data: the archive's bytes (UTF-8), or its pieces in order (e.g. reads of a file, so that
+            the archive is never held whole).
         source, id2word, frame_seconds: as for :func:`parse_kaldi_text`.
         keep: ``keep(utterance id)``: only those lattices are parsed (the others cost a scan for
             their key); None keeps all.
@@ -209,17 +209,14 @@ def iter_kaldi_text(data: bytes, source: str, id2word: Dict[int, str], frame_sec
         One :class:`ArcList` per good kept lattice and one :class:`Failure` per malformed one; a
         :class:`Failure` named ``source`` for an archive that is empty or not UTF-8.
     """
-    chunk_bytes = chunk_bytes or CHUNK_BYTES
-    pos, first_line, blocks = 0, 1, False
-    while pos < len(data):
-        end = data.find(b"\n\n", pos + chunk_bytes) if pos + chunk_bytes < len(data) else -1
-        end = len(data) if end < 0 else end + 2
+    first_line, blocks = 1, False
+    for chunk in _whole_blocks([data] if isinstance(data, bytes) else data, chunk_bytes or CHUNK_BYTES):
         try:
-            text = data[pos:end].decode("utf-8")
+            text = chunk.decode("utf-8")
         except UnicodeDecodeError as e:
             yield Failure(source, f"{source}: neither a binary Kaldi archive nor UTF-8 text ({e})")
             return
-        pos, lines = end, text.count("\n")
+        lines = text.count("\n")
         blocks = blocks or bool(text.strip())
         if keep is not None:
             text = _blank_unkept(text, keep)
@@ -230,6 +227,23 @@ def iter_kaldi_text(data: bytes, source: str, id2word: Dict[int, str], frame_sec
         first_line += lines
     if not blocks:
         yield Failure(source, f"{source}: empty Kaldi lattice archive")
+
+
+def _whole_blocks(pieces: Iterable[bytes], chunk_bytes: int) -> Iterator[bytes]:
+    """``pieces`` joined and cut again into chunks of at least ``chunk_bytes`` (but the last) that
+    end just after a blank line (``\\n\\n``), so that no lattice is split between two chunks.
+    Each byte is copied about once, whatever the sizes of the pieces."""
+    buf, pos = b"", 0
+    for piece in pieces:
+        buf, pos = buf[pos:] + piece, 0
+        while len(buf) - pos > chunk_bytes:
+            end = buf.find(b"\n\n", pos + chunk_bytes)
+            if end < 0:
+                break
+            yield buf[pos:end + 2]
+            pos = end + 2
+    if pos < len(buf):
+        yield buf[pos:]
 
 
 def _blank_unkept(text: str, keep: Callable[[str], bool]) -> str:

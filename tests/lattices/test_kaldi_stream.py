@@ -1,6 +1,8 @@
 """Kaldi archives read one chunk at a time, and only the lattices a shard keeps: the same lattices
 and failures (line numbers included) as parsing the whole archive at once."""
+import contextlib
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lattices.kaldi_text as kaldi_text
+import lattices.reader as reader
 from lattices.fsa_build import ArcList, Failure
 from lattices.kaldi_archive import iter_kaldi, iter_kaldi_archive, kaldi_archive_bytes, word_lookup
 from lattices.kaldi_text import iter_kaldi_text, parse_kaldi_text
@@ -44,11 +47,14 @@ def _whole(text, keep=None):
 
 @settings(max_examples=60, deadline=None)
 @given(kinds=st.lists(st.sampled_from(["good", "good", "word", "weight", "final"]), min_size=1, max_size=12),
-       chunk=st.integers(1, 400), n=st.integers(1, 3), i=st.integers(0, 2))
-def test_chunks_and_shards_give_what_the_whole_archive_gives(kinds, chunk, n, i):
+       chunk=st.integers(1, 400), piece=st.integers(1, 500), n=st.integers(1, 3), i=st.integers(0, 2))
+def test_chunks_and_shards_give_what_the_whole_archive_gives(kinds, chunk, piece, n, i):
     text = _archive(kinds)
     keep = shard_of(i % n, n) if n > 1 else None
-    items = list(iter_kaldi_text(text.encode(), "a.ark", IDS, keep=keep, chunk_bytes=chunk))
+    data = text.encode()
+    pieces = [data[k:k + piece] for k in range(0, len(data), piece)]  # as a file is read
+    items = list(iter_kaldi_text(iter(pieces), "a.ark", IDS, keep=keep, chunk_bytes=chunk))
+    _same(items, list(iter_kaldi_text(data, "a.ark", IDS, keep=keep, chunk_bytes=chunk)))
     expect = _whole(text, keep)
     by_type = lambda xs: [x for x in xs if isinstance(x, ArcList)] + [x for x in xs if isinstance(x, Failure)]  # noqa: E731
     _same(by_type(items), by_type(expect))  # within a chunk lattices come before failures
@@ -75,9 +81,24 @@ def test_a_text_archive_streams_a_batch_before_the_rest_is_parsed(tmp_path, monk
     parsed = []
     real = kaldi_text.parse_kaldi_text
     monkeypatch.setattr(kaldi_text, "parse_kaldi_text", lambda text, *a: parsed.append(text.count("\n")) or real(text, *a))
+    reads = []
+    real_open = reader.open_bytes
+
+    @contextlib.contextmanager
+    def counting_open(path):  # records what is read of the file
+        with real_open(path) as f:
+            def read(n=-1):
+                data = f.read(n)
+                reads.append(len(data))
+                return data
+
+            yield SimpleNamespace(read=read)
+    monkeypatch.setattr(reader, "open_bytes", counting_open)
+    monkeypatch.setattr(reader, "_READ_BYTES", 64)
     stream = iter_lattice_batches([str(ark)], batch_arcs=3)
     first, _ = next(stream)
     assert len(first.utt_ids) == 1 and len(parsed) == 1  # one chunk parsed, not the archive
+    assert reads and sum(reads) < ark.stat().st_size / 4  # and the file read only so far
     assert sum(len(b.utt_ids) for b, _ in stream) == 39 and len(parsed) > 5
 
 
