@@ -159,7 +159,7 @@ def used_node_ids(num_nodes: int, ids: Sequence[np.ndarray]) -> Optional[np.ndar
     return np.unique(np.concatenate([np.asarray(x, dtype=np.int64).reshape(-1) for x in ids]))
 
 
-def _compact(lat: ArcList) -> ArcList:
+def compact_nodes(lat: ArcList) -> ArcList:
     """``lat`` with its nodes renumbered compactly when it numbers far more than it uses."""
     finals = np.fromiter(lat.finals, np.int64, len(lat.finals))
     used = used_node_ids(lat.num_nodes, [lat.src, lat.dst, finals, np.array([lat.start])])
@@ -243,7 +243,7 @@ def build_batch(
         try:
             _check_ranges(lat)
             _check_scores(lat)
-            compact = _with_penalties(_compact(lat), rules)
+            compact = _with_penalties(compact_nodes(lat), rules)
             labels.append(_type_ids(compact, rules, symbols, given, cache)[compact.word_index])
         except ValueError as e:
             problem[id(lat)] = str(e)

@@ -141,12 +141,12 @@ def iter_kaldi_archive(data: bytes, source: str, id2word: Dict[int, str], frame_
         while end < len(data) and end - pos <= _MAX_KEY and not data[end:end + 1].isspace():
             end += 1
         key = data[pos:end].decode("utf-8", "replace")
+        wanted = keep is None or keep(key)
         if data[end:end + 1] not in (b" ", b"\n"):
-            if keep is None or keep(key):
+            if wanted:
                 yield Failure(f"{source}:{key[:80]}", f"{source}: a key without a lattice at offset {pos}")
             break
         obj = end + 1 if data[end:end + 1] == b" " else end
-        wanted = keep is None or keep(key)
         try:
             if not wanted:
                 pos = skip_object(data, obj, f"{source}:{key}")

@@ -30,7 +30,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from lattices.fsa_build import ArcList, used_node_ids
+from lattices.fsa_build import ArcList, compact_nodes
 
 FST_MAGIC = 2125659606
 MAGIC_BYTES = struct.pack("<i", FST_MAGIC)  # b"\xd6\xfd\xb2\x7e"
@@ -275,12 +275,11 @@ def add_frame_times(lat: ArcList, frames: np.ndarray, frame_seconds: float) -> A
     """
     if not len(frames) or int(frames.sum()) == 0:
         return lat
-    # a text lattice numbers its states as it likes: work on the ones its arcs use, so that memory
-    # follows the content whatever state ids a corrupt or hostile file holds
-    used = used_node_ids(lat.num_nodes, [lat.src, lat.dst, np.array([lat.start])])
-    at = (lambda x: x) if used is None else (lambda x: np.searchsorted(used, x))  # noqa: E731
-    t = state_frames(lat.num_nodes if used is None else len(used), int(at(lat.start)), at(lat.src), at(lat.dst), frames)
-    lat.start_times, lat.end_times = t[at(lat.src)] * frame_seconds, t[at(lat.dst)] * frame_seconds
+    # a text lattice numbers its states as it likes: work on the ones it uses (arc times do not
+    # depend on the numbering), so that memory follows the content whatever ids a corrupt file holds
+    c = compact_nodes(lat)
+    t = state_frames(c.num_nodes, c.start, c.src, c.dst, frames) * frame_seconds
+    lat.start_times, lat.end_times = t[c.src], t[c.dst]
     return lat
 
 

@@ -202,9 +202,10 @@ def _iter_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tab
                 if f == "kaldi" and not looks_like_kaldi_binary(head):  # a text archive: parsed as it is read
                     pieces = itertools.chain([head], iter(lambda: stream.read(_READ_BYTES), b""))
                     items = iter_kaldi_text(pieces, path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
-                else:  # read again whole: head + the rest would hold the file twice
+                else:  # the head is the file when it is short; else read again whole (head + rest would hold it twice)
                     stack.close()
-                    items = _iter_whole(path, read_bytes(path), f, symbols, kaldi_tables, frame_seconds, keep)
+                    data = head if len(head) < _READ_BYTES else read_bytes(path)
+                    items = _iter_whole(path, data, f, symbols, kaldi_tables, frame_seconds, keep)
             for item in items:
                 if isinstance(item, ArcList):
                     item.header["format"] = f  # kept in LatticeBatch.headers (e.g. to write results back in kind)

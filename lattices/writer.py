@@ -54,7 +54,12 @@ def write_lattices(batch: LatticeBatch, out: str, fmt: str) -> None:
         return
     with atomic_open(out, "wb") as f:
         f.write(kaldi_archive_bytes(batch, binary=fmt == "kaldi"))
-    write_symbols(batch.symbols, os.path.join(os.path.dirname(os.path.abspath(out)), "words.txt"))
+    write_symbols(batch.symbols, _words_txt_beside(out))
+
+
+def _words_txt_beside(archive: str) -> str:
+    """The ``words.txt`` written next to a Kaldi archive (where readers look for it)."""
+    return os.path.join(os.path.dirname(os.path.abspath(archive)), "words.txt")
 
 
 class LatticeSink:
@@ -100,7 +105,7 @@ class LatticeSink:
     def close(self) -> None:
         """Write what only the whole set knows (the archive's ``words.txt``, a single k2 file)."""
         if self.archive is not None and self.symbols is not None:
-            write_symbols(self.symbols, os.path.join(os.path.dirname(os.path.abspath(self.out)), "words.txt"))
+            write_symbols(self.symbols, _words_txt_beside(self.out))
         if self.kept:
             last = self.kept[-1]
             fsas = k2.cat([b.fsas for b in self.kept]) if len(self.kept) > 1 else last.fsas
