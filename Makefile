@@ -386,15 +386,24 @@ $(BENCH_WT_DIR)/wer_time.json: $(dir $(BENCH_WT_LM))metrics.json | $(DECODE_DIR)
 	$(PY) bench/wer_time.py --lm $(BENCH_WT_LM) --lats $(DECODE_DIR)/lats --ref $(DECODE_DIR)/ref.txt --out $(@D) \
 	  --max-arcs $(BENCH_WT_MAX_ARCS) --nbest $(BENCH_WT_NBEST) --threads $(BENCH_THREADS)
 
-# Reading speed (issue 10): the LibriSpeech SLF lattices and the same lattices as one Kaldi text
-# archive, this code against BENCH_BASELINE (when given) in the same run.
+# Reading speed (issue 10): the LibriSpeech SLF lattices, the same lattices as one Kaldi binary and
+# one text archive, and BENCH_READ_COPIES copies of the real Kaldi archive of the tests (with its
+# transition ids), this code against BENCH_BASELINE (when given) in the same run.
 BENCH_READ_DIR ?= exp/bench-read
+BENCH_READ_COPIES ?= 300
 
 $(BENCH_READ_DIR)/lats.ark: | $(DECODE_DIR)/lats/.done
 	$(BIN)/afp-lattice convert --to kaldi $(DECODE_DIR)/lats --out $@
 
-$(BENCH_READ_DIR)/read_speed.json: $(BENCH_READ_DIR)/lats.ark
-	$(PY) bench/read_speed.py $(DECODE_DIR)/lats $< --threads $(BENCH_THREADS) --json $@ \
+$(BENCH_READ_DIR)/text/lats.ark: | $(DECODE_DIR)/lats/.done
+	$(BIN)/afp-lattice convert --to kaldi-text $(DECODE_DIR)/lats --out $@
+
+$(BENCH_READ_DIR)/real/lat1-x$(BENCH_READ_COPIES).ark: tests/data/lattices/kaldi-binary/lat.1 bench/replicate_archive.py
+	$(PY) bench/replicate_archive.py $< --copies $(BENCH_READ_COPIES) --out $@
+
+$(BENCH_READ_DIR)/read_speed.json: $(BENCH_READ_DIR)/lats.ark $(BENCH_READ_DIR)/text/lats.ark \
+    $(BENCH_READ_DIR)/real/lat1-x$(BENCH_READ_COPIES).ark bench/read_speed.py
+	$(PY) bench/read_speed.py $(DECODE_DIR)/lats $(wordlist 1,3,$^) --threads $(BENCH_THREADS) --json $@ \
 	  $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 
 # The LM pass alone (issue 10): K Jacobi iterations per history (the code before the prefix tree)

@@ -3,7 +3,8 @@
 
 A Kaldi decode writes a few archives (``lat.1.gz`` ... ``lat.N.gz``) of many lattices each, not one
 file per utterance. This writes the real lattices of ``LATTICES`` as one Kaldi archive (text and
-binary), and copies of them under new keys (``--copies``), then streams each archive in batches
+binary), copies of them under new keys (``--copies``), and the largest binary one gzipped (read
+as ``ark:gunzip -c FILE.gz |``, as Kaldi users read theirs), then streams each archive in batches
 (:func:`lattices.reader.iter_lattice_batches`, ``--batch-arcs``) in a fresh process, whole and as
 shard 0 of ``--shards``, and records the wall time and peak RSS. With ``--baseline DIR`` (older
 code, e.g. ``git worktree add /tmp/baseline REV``) every read also runs with that code, in the
@@ -15,8 +16,10 @@ Example::
     .venv/bin/python bench/archive_stream.py exp/librispeech/lats --copies 10 --shards 10 \\
         --out exp/bench-archive-stream --baseline /tmp/baseline
 """
+import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from typing import List, Optional
@@ -24,6 +27,7 @@ from typing import List, Optional
 import click
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from replicate_archive import archive_entries, write_copies  # noqa: E402
 from report import write_report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +55,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "utterances": utts, "arcs
 def write_archives(lattices: str, copies: int, out: str) -> List[str]:
     """``out/text-C.ark`` and ``out/binary-C.ark`` (C = 1 and ``copies``): the lattices as one Kaldi
     archive, and ``copies`` copies of them under the keys ``KEY-cJ``; a ``words.txt`` beside them."""
-    from lattices.kaldi_archive import iter_kaldi_archive, kaldi_archive_bytes, skip_object, word_lookup
+    from lattices.kaldi_archive import iter_kaldi_archive, kaldi_archive_bytes, word_lookup
     from lattices.reader import read_lattices
 
     os.makedirs(out, exist_ok=True)
@@ -62,26 +66,20 @@ def write_archives(lattices: str, copies: int, out: str) -> List[str]:
         f.writelines(f"{batch.symbols.get(i)} {i}\n" for i in range(len(batch.symbols)))
     paths = []
     for kind in ("text", "binary"):
-        data = kaldi_archive_bytes(batch, binary=kind == "binary")
-        sep = b" " if kind == "binary" else b"\n"  # after the key
-        entries, pos = [], 0  # (key, object bytes) of each lattice, split where the reader splits them
-        for utt in batch.utt_ids:
-            start = data.index(utt.encode() + sep, pos) + len(utt) + 1
-            pos = skip_object(data, start, utt)
-            entries.append((utt, data[start:pos]))
+        entries = archive_entries(kaldi_archive_bytes(batch, binary=kind == "binary"), batch.utt_ids)
         for c in sorted({1, copies}):
-            path = os.path.join(out, f"{kind}-{c}.ark")
-            with open(path, "wb") as f:
-                for j in range(c):
-                    for utt, obj in entries:
-                        f.write((utt if c == 1 else f"{utt}-c{j}").encode() + sep + obj)
-            paths.append(path)
+            paths.append(os.path.join(out, f"{kind}-{c}.ark"))
+            write_copies(entries, c, paths[-1])
     assert sum(1 for _ in iter_kaldi_archive(open(paths[0], "rb").read(), paths[0], word_lookup(batch.symbols))) == len(batch)
-    return paths
+    gz = os.path.abspath(paths[-1]) + ".gz"  # the largest binary archive as Kaldi users read it: through a pipe
+    with open(paths[-1], "rb") as src, gzip.open(gz, "wb", compresslevel=1) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return paths + [f"ark:gunzip -c {gz} |"]
 
 
 def read_once(code: str, path: str, shards: int, batch_arcs: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", READER, os.path.abspath(path), str(shards), str(batch_arcs)], cwd=code,
+    path = path if path.startswith("ark:") else os.path.abspath(path)
+    proc = subprocess.run([sys.executable, "-c", READER, path, str(shards), str(batch_arcs)], cwd=code,
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": code, "OMP_NUM_THREADS": "1"})
     row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
@@ -103,10 +101,13 @@ def main(lattices: str, copies: int, shards: int, batch_arcs: int, out: str, bas
     codes = {"new": ROOT, **({"baseline": os.path.abspath(baseline)} if baseline else {})}
     rows = []
     for path in paths:
+        piped = path.startswith("ark:")
+        file = path.split()[-2] if piped else path
         for n in ([1, shards] if path.endswith(f"-{copies}.ark") and copies > 1 else [1]):
             for name, code in codes.items():
                 r = read_once(code, path, n, batch_arcs)
-                rows.append({"archive": os.path.basename(path), "mib": os.path.getsize(path) / 2 ** 20, "shard": f"0/{n}", "code": name, **r})
+                name_ = f"'ark:gunzip -c {os.path.basename(file)} \\|'" if piped else os.path.basename(path)
+                rows.append({"archive": name_, "mib": os.path.getsize(file) / 2 ** 20, "shard": f"0/{n}", "code": name, **r})
                 click.echo(json.dumps(rows[-1]), err=True)
     lines = ["| archive | MiB | shard | code | utterances | arcs | failures | seconds | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['archive']} | {r['mib']:.0f} | {r['shard']} | {r['code']} | {r['utterances']} | {r['arcs']:,} | {r['failures']} | "

@@ -25,8 +25,8 @@ the batch is still built.
 from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-import _k2  # k2's extension module: builds an FsaVec from a ragged shape and an arc tensor
-import k2
+import k2  # first: it loads torch, which _k2 needs
+import _k2  # k2's extension module: builds an FsaVec from a ragged shape and an arc tensor  # isort: skip
 import numpy as np
 import torch
 

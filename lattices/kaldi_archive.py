@@ -1,7 +1,9 @@
 """Kaldi lattice archives and rspecifiers: binary or text entries, ``ark:``/``scp:`` inputs, writing.
 
-Reading (:func:`read_kaldi`, or :func:`iter_kaldi` one lattice at a time, a text archive a few MB
-at a time, and only the utterances a ``keep`` test picks):
+Reading (:func:`read_kaldi`, or :func:`iter_kaldi` one lattice at a time, and only the utterances
+a ``keep`` test picks). Every input is read as it is parsed, never held whole: a file, a pipe or
+stdin a piece at a time (:class:`models.files.ByteWindow` holds the current binary lattice, a text
+archive is parsed a few MB at a time), an scp entry from its offset as far as its lattice goes:
 
 - an archive is a sequence of ``key`` + object; each object is a binary FST
   (:mod:`lattices.kaldi_binary`) or a text block (:mod:`lattices.kaldi_text`), whichever it is;
@@ -21,19 +23,23 @@ import os
 import re
 import subprocess
 import sys
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+import tempfile
+import zlib
+from contextlib import ExitStack
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, split_failures
-from lattices.kaldi_binary import MAGIC_BYTES, KaldiFst, add_frame_times, format_fst, read_fst
+from lattices.kaldi_binary import MAGIC_BYTES, KaldiFst, Truncated, add_frame_times, format_fst, read_fst
 from lattices.kaldi_text import Keep, final_arcs, format_kaldi_text, iter_kaldi_text, parse_text_lattice
 from lattices.lattice_batch import LatticeBatch
-from models.files import read_bytes, un_gzip
+from models.files import ByteWindow, gunzip_pieces, iter_pieces, open_bytes, read_bytes
 
 _RSPECIFIER = re.compile(r"^(ark|scp)((?:,[a-z]+)*):(.*)$", re.S)
 _MAX_KEY = 4096
+_SCP_READ = 1 << 16  # an scp entry's lattice is read from its offset this much at a time, then more
 
 
 class IdsAsWords(dict):
@@ -72,28 +78,55 @@ def rspecifier_missing(spec: str) -> Optional[str]:
     return target
 
 
+def _can_sniff(head: bytes) -> bool:
+    """Whether :func:`looks_like_kaldi_binary` can decide from ``head`` (the start of a stream):
+    it holds the first whitespace and the 4 bytes after it, or more than a key can be."""
+    m = re.search(rb"\s", head[:_MAX_KEY + 1])
+    return len(head) >= (m.start() if m else _MAX_KEY) + 5
+
+
 def looks_like_kaldi_binary(data: bytes) -> bool:
     """Content sniffing: a key, one space, then the OpenFst magic number."""
     space = data.find(b" ", 0, _MAX_KEY)
     return space > 0 and not any(c in data[:space] for c in b"\n\t\r") and data[space + 1:space + 5] == MAGIC_BYTES
 
 
-def read_input(target: str) -> bytes:
-    """The bytes of a path, ``-`` (stdin) or a ``CMD |`` pipe (un-gzipped when they are gzip)."""
+def input_pieces(target: str) -> Iterator[bytes]:
+    """The bytes of a path, ``-`` (stdin) or a ``CMD |`` pipe, un-gzipped when they are gzip, a
+    piece at a time as they are read (a command's failure is a ``ValueError`` once its output
+    has been read)."""
     if target == "-":
-        return un_gzip(sys.stdin.buffer.read(), "stdin")
-    if target.endswith("|"):
-        cmd = target[:-1].strip()
+        yield from gunzip_pieces(iter_pieces(sys.stdin.buffer, "stdin", ready=True), "stdin")
+    elif target.endswith("|"):
+        yield from _command_output(target)
+    else:
+        with open_bytes(target) as f:
+            yield from iter_pieces(f, target)
+
+
+def _command_output(target: str) -> Iterator[bytes]:
+    """The output of the command of a ``CMD |`` rspecifier as it runs (killed if the reader stops
+    early); ``ValueError`` with its last line of stderr if it exits with an error."""
+    cmd = target[:-1].strip()
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty command cannot block on it
         try:
-            run = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+            proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=err)
         except OSError as e:
             raise ValueError(f"{target!r}: cannot run the command: {e}") from e
-        if run.returncode != 0:
-            err = run.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise ValueError(f"{target!r}: the command exited with status {run.returncode}"
-                             + (f": {err[-1]}" if err else ""))
-        return un_gzip(run.stdout, target)
-    return read_bytes(target)
+        assert proc.stdout is not None
+        finished = False
+        try:
+            yield from gunzip_pieces(iter_pieces(proc.stdout, target, ready=True), target)
+            finished = True
+        finally:
+            proc.stdout.close()
+            if not finished:
+                proc.kill()
+            status = proc.wait()
+        if status != 0:
+            err.seek(0)
+            lines = err.read().decode("utf-8", "replace").strip().splitlines()
+            raise ValueError(f"{target!r}: the command exited with status {status}" + (f": {lines[-1]}" if lines else ""))
 
 
 def read_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
@@ -112,59 +145,108 @@ def read_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01) 
 
 
 def iter_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01, keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
-    """:func:`read_kaldi` one lattice at a time (an archive's bytes are read at once, its lattices
-    parsed as they are asked for); ``keep(utterance id)`` picks the lattices to parse (an scp
-    file's other entries are not even opened)."""
+    """:func:`read_kaldi` one lattice at a time, the input read as the lattices are asked for;
+    ``keep(utterance id)`` picks the lattices to parse (an scp file's other entries are not even
+    opened)."""
     kind, target = rspecifier_target(spec) if is_rspecifier(spec) else ("ark", spec)
     if kind == "scp":
         return _iter_scp(target, id2word, frame_seconds, keep)
-    return iter_kaldi_archive(read_input(target), spec, id2word, frame_seconds, keep)
+    return iter_kaldi_archive(input_pieces(target), spec, id2word, frame_seconds, keep)
 
 
-def iter_kaldi_archive(data: bytes, source: str, id2word: Dict[int, str], frame_seconds: float = 0.01,
-                       keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
-    """The lattices (and failures) of archive bytes whose entries are binary or text lattices,
-    one at a time in archive order (see :func:`read_kaldi`); the entries ``keep`` rejects are
-    skipped (a binary one is still scanned to find the next)."""
-    if not looks_like_kaldi_binary(data):  # a text archive: the vectorised text reader, chunk by chunk
-        yield from iter_kaldi_text(data, source, id2word, frame_seconds, keep)
+def iter_kaldi_archive(data: Union[bytes, Iterable[bytes]], source: str, id2word: Dict[int, str],
+                       frame_seconds: float = 0.01, keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
+    """The lattices (and failures) of an archive whose entries are binary or text lattices, one
+    at a time in archive order (see :func:`read_kaldi`), read as they are parsed: memory holds
+    about one lattice (of a text archive, one chunk of lattices), not the archive.
+
+    Args:
+        data: the archive's bytes, or its pieces in order (e.g. reads of a file or a pipe).
+        source, id2word, frame_seconds: as for :func:`read_kaldi`.
+        keep: ``keep(utterance id)`` picks the lattices to parse; the others are skipped (a
+            binary one is still scanned to find the next).
+    """
+    window = ByteWindow([data] if isinstance(data, bytes) else data)
+    while not _can_sniff(window.data) and window.grow():
+        pass
+    if not looks_like_kaldi_binary(window.data):  # a text archive: the vectorised text reader, chunk by chunk
+        yield from iter_kaldi_text(window.rest(), source, id2word, frame_seconds, keep)
         return
     seen: set = set()
-    pos, entries = 0, 0
+    entries = 0
     while True:
-        while pos < len(data) and data[pos:pos + 1].isspace():
-            pos += 1
-        if pos >= len(data):
+        head = _next_key(window)
+        if head is None:
             break
         entries += 1
-        end = pos
-        while end < len(data) and end - pos <= _MAX_KEY and not data[end:end + 1].isspace():
-            end += 1
-        key = data[pos:end].decode("utf-8", "replace")
+        key, obj = head
         wanted = keep is None or keep(key)
-        if data[end:end + 1] not in (b" ", b"\n"):
+        if obj is None:
             if wanted:
-                yield Failure(f"{source}:{key[:80]}", f"{source}: a key without a lattice at offset {pos}")
+                yield Failure(f"{source}:{key[:80]}", f"{source}: a key without a lattice at offset {window.base + window.pos}")
             break
-        obj = end + 1 if data[end:end + 1] == b" " else end
         try:
-            if not wanted:
-                pos = skip_object(data, obj, f"{source}:{key}")
-                continue
-            lat, pos = read_object(data, obj, key, source, id2word, frame_seconds)
-            if key in seen:
-                raise ObjectError(f"{source}:{key}: utterance id appears twice (first one kept)", pos)
-            seen.add(key)
-            yield lat
+            lat = read_entry(window, obj, key, source, id2word, frame_seconds, wanted)
         except ObjectError as e:
             if e.end is None:
                 if wanted:
                     yield Failure(f"{source}:{key}", f"{e}; the rest of the archive cannot be located and was not read")
                 break
             yield Failure(f"{source}:{key}", str(e))
-            pos = e.end
+            window.pos = e.end
+            continue
+        if lat is None:
+            continue
+        if key in seen:
+            yield Failure(f"{source}:{key}", f"{source}:{key}: utterance id appears twice (first one kept)")
+            continue
+        seen.add(key)
+        yield lat
     if not entries:
         yield Failure(source, f"{source}: empty Kaldi lattice archive")
+
+
+def _next_key(window: ByteWindow) -> Optional[Tuple[str, Optional[int]]]:
+    """The key of the archive entry at ``window.pos`` (after any whitespace, which is passed),
+    and the stream offset of its object (None when no lattice follows the key); None at the end."""
+    while True:
+        data, pos = window.data, window.pos
+        while pos < len(data) and data[pos:pos + 1].isspace():
+            pos += 1
+        window.pos = pos
+        if pos == len(data):
+            if window.grow():
+                continue
+            return None
+        end = pos
+        while end < len(data) and end - pos <= _MAX_KEY and not data[end:end + 1].isspace():
+            end += 1
+        if end == len(data) and window.grow():
+            continue
+        key, sep = data[pos:end].decode("utf-8", "replace"), data[end:end + 1]
+        if sep not in (b" ", b"\n"):
+            return key, None
+        return key, window.base + (end + 1 if sep == b" " else end)
+
+
+def read_entry(window: ByteWindow, obj: int, key: str, source: str, id2word: Dict[int, str],
+               frame_seconds: float, wanted: bool = True) -> Optional[ArcList]:
+    """The lattice object at stream offset ``obj`` (None when not ``wanted``: only skipped), read
+    further as needed; ``window.pos`` ends just after it.
+
+    Raises:
+        ObjectError: naming ``source:key`` (``end`` relative to ``window.data``).
+    """
+    while True:
+        at, eof = obj - window.base, window.eof
+        try:
+            if wanted:
+                lat, window.pos = read_object(window.data, at, key, source, id2word, frame_seconds, window.base, eof)
+                return lat
+            window.pos = skip_object(window.data, at, f"{source}:{key}", window.base, eof)
+            return None
+        except Truncated:  # only before the end of the stream: read more and parse it again
+            window.grow()
 
 
 class ObjectError(ValueError):
@@ -176,44 +258,65 @@ class ObjectError(ValueError):
         self.end = end
 
 
-def skip_object(data: bytes, pos: int, where: str) -> int:
+def skip_object(data: bytes, pos: int, where: str, base: int = 0, eof: bool = True) -> int:
     """Where the lattice object at ``data[pos]`` ends, without building it (a binary FST is still
     read through, since only its contents say where it ends).
 
+    Args:
+        base: offset of ``data[0]`` in its stream (for messages).
+        eof: whether ``data`` runs to the end of the stream.
+
     Raises:
+        Truncated: the object runs past ``data``, which is not the whole stream.
         ObjectError: a corrupt binary object (``end`` None: the rest cannot be located).
     """
     if data[pos:pos + 4] == MAGIC_BYTES:
         try:
-            return read_fst(data, pos, where)[1]
+            return read_fst(data, pos, where, base, more=not eof)[1]
         except ValueError as e:
+            if isinstance(e, Truncated) and not eof:
+                raise
             raise ObjectError(str(e), None) from None
+    return _text_end(data, pos, where, eof)
+
+
+def _text_end(data: bytes, pos: int, where: str, eof: bool) -> int:
+    """Where a text object at ``data[pos]`` ends: after its blank line, or at the end of the data."""
     end = data.find(b"\n\n", pos + 1)
-    return len(data) if end < 0 else end + 2
+    if end >= 0:
+        return end + 2
+    if not eof:
+        raise Truncated(f"{where}: no blank line yet")
+    return len(data)
 
 
 def read_object(data: bytes, pos: int, key: str, source: str, id2word: Dict[int, str],
-                frame_seconds: float) -> Tuple[ArcList, int]:
+                frame_seconds: float, base: int = 0, eof: bool = True) -> Tuple[ArcList, int]:
     """One lattice object at ``data[pos]`` (a binary FST, or a text block ending with a blank line).
+
+    Args:
+        base, eof: as for :func:`skip_object`.
 
     Returns:
         ``(lattice, offset just after the object)``.
 
     Raises:
+        Truncated: the object runs past ``data``, which is not the whole stream.
         ObjectError: naming ``source:key``.
     """
     where = f"{source}:{key}"
     if data[pos:pos + 4] == MAGIC_BYTES:
         try:
-            fst, end = read_fst(data, pos, where)
+            fst, end = read_fst(data, pos, where, base, more=not eof)
         except ValueError as e:
+            if isinstance(e, Truncated) and not eof:
+                raise
             raise ObjectError(str(e), None) from None
         try:
             return _arclist(fst, key, source, id2word, frame_seconds), end
         except ValueError as e:
             raise ObjectError(str(e), end) from None
-    end = data.find(b"\n\n", pos + 1)
-    end = len(data) if end < 0 else end + 2
+    end = _text_end(data, pos, where, eof)
     try:
         text = data[pos:end].decode("utf-8")
         lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
@@ -242,36 +345,51 @@ def _arclist(fst: KaldiFst, utt: str, source: str, id2word: Dict[int, str], fram
 
 def _iter_scp(path: str, id2word: Dict[int, str], frame_seconds: float, keep: Keep = None) -> Iterator[Union[ArcList, Failure]]:
     """Lattices listed in a Kaldi scp file (``key FILE[:OFFSET]`` per line), in its order; the
-    entries ``keep`` rejects are not opened. Only the archive of the current entry is held in
-    memory (Kaldi's scp files list each archive's entries together)."""
+    entries ``keep`` rejects are not opened. Each lattice is read from its offset on, as far as it
+    goes (the archive it is in stays open while the next entries are in it too)."""
     text = read_bytes(path).decode("utf-8", "replace")
-    held: Tuple[Optional[str], bytes] = (None, b"")
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(None, 1)
-        key = parts[0]
-        if keep is not None and not keep(key):
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            if len(parts) != 2:
-                raise ValueError(f"{where}: expected 'key FILE[:OFFSET]', got {line!r}")
-            target = parts[1].strip()
-            if target.endswith("|"):
-                raise ValueError(f"{where}: commands in scp files are not run ({target!r}); decompress the archive first")
-            m = re.match(r"^(.*):(\d+)$", target)
-            file, offset = (m.group(1), int(m.group(2))) if m and not os.path.exists(target) else (target, None)
-            if not os.path.isabs(file) and not os.path.exists(file):
-                file = os.path.join(os.path.dirname(path), file)
-            if held[0] != file:
-                held = (file, read_bytes(file))
-            data = held[1]
-            if offset is not None and offset >= len(data):
-                raise ValueError(f"{where}: offset {offset} is past the end of {file} ({len(data)} bytes)")
-            yield read_object(data, offset or 0, key, file, id2word, frame_seconds)[0]
-        except ValueError as e:
-            yield Failure(f"{path}:{key}", str(e))
+    with ExitStack() as held:
+        held_file: Optional[str] = None
+        stream: Optional[IO[bytes]] = None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split(None, 1)
+            key = parts[0]
+            if keep is not None and not keep(key):
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                if len(parts) != 2:
+                    raise ValueError(f"{where}: expected 'key FILE[:OFFSET]', got {line!r}")
+                target = parts[1].strip()
+                if target.endswith("|"):
+                    raise ValueError(f"{where}: commands in scp files are not run ({target!r}); decompress the archive first")
+                m = re.match(r"^(.*):(\d+)$", target)
+                file, offset = (m.group(1), int(m.group(2))) if m and not os.path.exists(target) else (target, 0)
+                if not os.path.isabs(file) and not os.path.exists(file):
+                    file = os.path.join(os.path.dirname(path), file)
+                if held_file != file:
+                    held.close()
+                    held_file = None
+                    stream = held.enter_context(open_bytes(file))
+                    held_file = file
+                assert stream is not None
+                _seek(stream, offset, file)
+                window = ByteWindow(iter_pieces(stream, file, _SCP_READ), base=offset)
+                window.ensure(1)
+                if not window.data:
+                    raise ValueError(f"{where}: offset {offset} is past the end of {file}")
+                yield read_entry(window, offset, key, file, id2word, frame_seconds)  # type: ignore[misc]
+            except ValueError as e:
+                yield Failure(f"{path}:{key}", str(e))
+
+
+def _seek(stream: IO[bytes], offset: int, file: str) -> None:
+    try:
+        stream.seek(offset)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{file}: cannot read: {e}") from e
 
 
 def kaldi_archive_bytes(batch: LatticeBatch, binary: bool = True) -> bytes:

@@ -25,6 +25,7 @@ Every count read from a file is checked against the bytes left before anything i
 so a corrupt or hostile file gives a ``ValueError`` naming it, never a huge allocation.
 """
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -69,11 +70,17 @@ class KaldiFst:
     finals: Dict[int, Tuple[float, float]]
 
 
-class _Cursor:
-    """Bounded little-endian reads from ``data`` starting at ``pos``; overruns raise ValueError."""
+class Truncated(ValueError):
+    """The data ended inside a lattice: more bytes of the same stream may complete it."""
 
-    def __init__(self, data: bytes, pos: int, where: str) -> None:
-        self.data, self.pos, self.where = data, pos, where
+
+class _Cursor:
+    """Bounded little-endian reads from ``data`` starting at ``pos``; overruns raise ValueError
+    (:class:`Truncated` when it is the data that ran out). ``base`` is ``data[0]``'s offset in its
+    file, for messages."""
+
+    def __init__(self, data: bytes, pos: int, where: str, base: int = 0) -> None:
+        self.data, self.pos, self.where, self.base = data, pos, where, base
 
     def left(self) -> int:
         return len(self.data) - self.pos
@@ -81,126 +88,218 @@ class _Cursor:
     def take(self, fmt: str) -> tuple:
         size = struct.calcsize(fmt)
         if size > self.left():
-            raise ValueError(f"{self.where}: truncated binary lattice (needs {size} bytes at offset {self.pos}, "
-                             f"{self.left()} left)")
+            raise Truncated(f"{self.where}: truncated binary lattice (needs {size} bytes at offset "
+                            f"{self.base + self.pos}, {self.left()} left)")
         out = struct.unpack_from(fmt, self.data, self.pos)
         self.pos += size
         return out
 
     def string(self) -> str:
         (n,) = self.take("<i")
-        if not 0 <= n <= min(_MAX_STRING, self.left()):
-            raise ValueError(f"{self.where}: bad string length {n} in the FST header at offset {self.pos - 4}")
+        if not 0 <= n <= _MAX_STRING:
+            raise ValueError(f"{self.where}: bad string length {n} in the FST header at offset {self.base + self.pos - 4}")
+        if n > self.left():
+            raise Truncated(f"{self.where}: truncated binary lattice (a string of {n} bytes at offset "
+                            f"{self.base + self.pos}, {self.left()} left)")
         raw = self.data[self.pos:self.pos + n]
         self.pos += n
         return raw.decode("latin-1")
 
     def count(self, n: int, min_bytes: int, what: str) -> int:
         if not 0 <= n <= self.left() // min_bytes:
-            raise ValueError(f"{self.where}: {what} {n} cannot fit in the {self.left()} bytes left")
+            error = Truncated if n >= 0 else ValueError
+            raise error(f"{self.where}: {what} {n} cannot fit in the {self.left()} bytes left")
         return n
 
 
-def read_fst(data: bytes, pos: int, where: str) -> Tuple[KaldiFst, int]:
+def read_fst(data: bytes, pos: int, where: str, base: int = 0, more: bool = False) -> Tuple[KaldiFst, int]:
     """Parse one binary lattice starting at ``data[pos]`` (the FST magic number).
 
+    Only the start of each state and arc is found one at a time (a transition-id string's
+    length says where the next arc starts); every field is then gathered at once.
+
     Args:
-        data: the archive (or file) bytes.
+        data: the archive (or file) bytes, or a window of them.
         pos: offset of the FST.
         where: ``path:utt`` for messages.
+        base: offset of ``data[0]`` in the file (for messages).
+        more: whether more of the stream may follow ``data``; then a lattice that the header's
+            counts say cannot fit is :class:`Truncated` at once, before it is scanned.
 
     Returns:
         ``(lattice, offset just after it)``.
 
     Raises:
-        ValueError: not an FST, an unsupported FST or arc type, or truncated/corrupt data.
+        Truncated: ``data`` ends inside the lattice.
+        ValueError: not an FST, an unsupported FST or arc type, or corrupt data.
     """
-    cur = _Cursor(data, pos, where)
+    cur = _Cursor(data, pos, where, base)
     (magic,) = cur.take("<i")
     if magic != FST_MAGIC:
-        raise ValueError(f"{where}: not a binary Kaldi lattice (no OpenFst magic number at offset {pos})")
+        raise ValueError(f"{where}: not a binary Kaldi lattice (no OpenFst magic number at offset {base + pos})")
     fst_type, arc_type = cur.string(), cur.string()
     if fst_type != "vector":
         raise ValueError(f"{where}: unsupported FST type {fst_type!r} (Kaldi lattices are 'vector' FSTs)")
     if arc_type not in ARC_TYPES:
         raise ValueError(f"{where}: arc type {arc_type!r} is not a Kaldi lattice ({', '.join(ARC_TYPES)})")
-    _version, flags, _props, start, num_states, _num_arcs = cur.take("<iiQqqq")
+    _version, flags, _props, start, num_states, num_arcs = cur.take("<iiQqqq")
     if flags & _HAS_SYMBOLS:
         raise ValueError(f"{where}: FSTs with embedded symbol tables are not supported (Kaldi never writes them)")
     compact, fdt = ARC_TYPES[arc_type]
-    fsize = np.dtype(fdt).itemsize
-    wfmt = "<ff" if fsize == 4 else "<dd"
-    min_weight = 2 * fsize + (4 if compact else 0)
-    cur.count(num_states, min_weight + 8, "number of states")
+    layout = _Layout(compact, np.dtype(fdt).itemsize // 4)
+    cur.count(num_states, 4 * layout.state_words, "number of states")
     if num_states == 0:
         raise ValueError(f"{where}: empty lattice (no states)")
     if not 0 <= start < num_states:
         raise ValueError(f"{where}: start state {start} is not one of the {num_states} states")
-    arc_bytes = 12 + min_weight
-    n_at = 8 + 2 * fsize  # where an arc's transition-id count is (after ilabel, olabel and two costs)
-    offsets: List[int] = []
-    src: List[int] = []
-    dst: List[int] = []  # these five become arrays for compact lattices (gathered after the loop)
-    word: List[int] = []
-    graph: List[float] = []
-    acoustic: List[float] = []
-    frames: List[int] = []
-    finals: Dict[int, Tuple[float, float]] = {}
-    mem = memoryview(data)
-    for s in range(num_states):
-        g, a = cur.take(wfmt)
-        if compact:
-            (n,) = cur.take("<i")
-            cur.pos += 4 * cur.count(n, 4, "transition-id string length")
-        if not (g == np.inf and a == np.inf):
-            finals[s] = (g, a)
-        (n_arcs,) = cur.take("<q")
-        cur.count(n_arcs, arc_bytes, "number of arcs")
-        if not compact:  # fixed-size arcs: one numpy view per state
-            rec = np.frombuffer(mem[cur.pos:cur.pos + n_arcs * arc_bytes], dtype=np.dtype(
-                [("i", "<i4"), ("o", "<i4"), ("g", fdt), ("a", fdt), ("d", "<i4")]))
-            cur.pos += n_arcs * arc_bytes
-            src.extend([s] * n_arcs)
-            dst.extend(rec["d"].tolist())
-            word.extend(rec["o"].tolist())
-            graph.extend(rec["g"].tolist())
-            acoustic.extend(rec["a"].tolist())
-            frames.extend((rec["i"] != 0).astype(np.int64).tolist())
-            continue
-        src.extend([s] * n_arcs)
-        for _ in range(n_arcs):  # variable-size arcs: only find where each one starts here
-            if cur.left() < arc_bytes:
-                raise ValueError(f"{where}: truncated binary lattice (an arc at offset {cur.pos})")
-            (n,) = struct.unpack_from("<i", data, cur.pos + n_at)
-            if not 0 <= 4 * n <= cur.left() - arc_bytes:
-                raise ValueError(f"{where}: transition-id string length {n} at offset {cur.pos + n_at} does not fit")
-            offsets.append(cur.pos)
-            cur.pos += arc_bytes + 4 * n
-    if compact:  # gather every field of every arc at once
-        buf = np.frombuffer(data, dtype=np.uint8)
-        offs = np.asarray(offsets, dtype=np.int64)
-        il, ol, n = (_gather(buf, offs + at, "<i4") for at in (0, 4, n_at))
-        graph, acoustic = (_gather(buf, offs + at, fdt) for at in (8, 8 + fsize))
-        dst = _gather(buf, offs + n_at + 4 + 4 * n, "<i4")
-        if (il != ol).any():
+    if more and 0 <= num_arcs and cur.left() < 4 * (num_states * layout.state_words + num_arcs * layout.arc_words):
+        raise Truncated(f"{where}: the data ends before the lattice's {num_states} states and {num_arcs} arcs")
+    heads, counts, arcs, end = _scan(data, cur.pos, num_states, layout, where, base)
+    words = np.frombuffer(data, dtype="<i4", count=end, offset=cur.pos)
+    fst = _gather_fields(words, heads, counts, arcs, start, layout, where)
+    return (fst if compact else merge_chains(fst)), cur.pos + 4 * end
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where things are in a state or arc record, in int32 words (every field is 4 or 8 bytes, so
+    a lattice's body is a run of 4-byte words from its first state on).
+
+    State: graph and acoustic cost, [transition-id count and ids], int64 number of arcs.
+    Arc: ilabel, olabel, graph and acoustic cost, [transition-id count and ids], nextstate.
+    """
+
+    compact: bool
+    cost_words: int  # 1 (float32) or 2 (float64)
+
+    @property
+    def weight_words(self) -> int:
+        return 2 * self.cost_words + (1 if self.compact else 0)  # without the transition ids
+
+    @property
+    def state_words(self) -> int:
+        return self.weight_words + 2
+
+    @property
+    def arc_words(self) -> int:
+        return self.weight_words + 3
+
+    @property
+    def count_at(self) -> int:  # an arc's transition-id count
+        return 2 + 2 * self.cost_words
+
+
+def _scan(data: bytes, body: int, num_states: int, lay: _Layout, where: str,
+          base: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Find where each state's record and each arc starts, the arcs of a state one after another
+    (an arc's size is known only from its transition-id count).
+
+    Returns:
+        ``(heads, counts, arcs, end)``: int64 word positions (from ``data[body]``) of each state
+        ``[num_states]``, its number of arcs ``[num_states]``, the position of each arc
+        ``[num_arcs]`` (state by state), and the number of words the states span.
+    """
+    w = _words(data, body)
+    total = len(w)
+    heads: List[int] = []
+    counts: List[int] = []
+    firsts: List[int] = []  # fixed-size arcs: where each state's arcs start
+    offs: List[int] = []  # variable-size arcs: where each arc starts
+    add = offs.append
+    step, at_n = lay.arc_words, lay.count_at
+    j, s = 0, 0
+    try:
+        for s in range(num_states):
+            heads.append(j)
+            j += 2 * lay.cost_words
+            if lay.compact:
+                if w[j] < 0:
+                    raise ValueError(f"{where}: negative transition-id count {w[j]} at offset {base + body + 4 * j}")
+                j += 1 + w[j]
+            k = (w[j + 1] << 32) | (w[j] & 0xFFFFFFFF)  # int64, little-endian
+            j += 2
+            if not 0 <= k <= (total - j) // step:
+                error = Truncated if k >= 0 else ValueError
+                raise error(f"{where}: number of arcs {k} cannot fit in the {len(data) - body - 4 * j} bytes left")
+            counts.append(k)
+            if not lay.compact:
+                firsts.append(j)
+                j += k * step
+                continue
+            first = j
+            for _ in range(k):
+                add(j)
+                j += step + w[j + at_n]
+            if j < first + k * step:  # a negative count sent it back (work stays linear in the data)
+                raise ValueError(f"{where}: negative transition-id count in an arc of state {s}")
+    except IndexError:
+        _check_counts(data, body, offs, at_n, where)  # a negative count may have sent it astray
+        raise Truncated(f"{where}: truncated binary lattice (state {s} of {num_states} runs past offset "
+                        f"{base + len(data)})") from None
+    if j > total:
+        raise Truncated(f"{where}: truncated binary lattice (its last arc runs past offset {base + len(data)})")
+    count = np.asarray(counts, dtype=np.int64)
+    if lay.compact:
+        arcs = np.asarray(offs, dtype=np.int64)
+    else:  # fixed-size arcs: each state's first arc, then every step words
+        begin = np.cumsum(count) - count
+        arcs = np.repeat(np.asarray(firsts, dtype=np.int64) - begin * step, count) + np.arange(int(count.sum())) * step
+    return np.asarray(heads, dtype=np.int64), count, arcs, j
+
+
+def _check_counts(data: bytes, body: int, arcs: List[int], at_n: int, where: str) -> None:
+    """``ValueError`` if an arc at word position ``arcs`` (from ``data[body]``) that lies inside
+    ``data`` has a negative transition-id count."""
+    words = np.frombuffer(data, dtype="<i4", count=(len(data) - body) // 4, offset=body)
+    at = np.asarray(arcs, dtype=np.int64) + at_n
+    count = words[at[(at >= 0) & (at < len(words))]]
+    if (count < 0).any():
+        raise ValueError(f"{where}: negative transition-id count {int(count[count < 0][0])} in an arc")
+
+
+def _words(data: bytes, pos: int):
+    """``data[pos:]`` as little-endian int32 words (whole words only), cheap to index one by one."""
+    n = (len(data) - pos) // 4
+    if sys.byteorder == "little":
+        return memoryview(data)[pos:pos + 4 * n].cast("i")
+    return np.frombuffer(data, dtype="<i4", count=n, offset=pos).tolist()
+
+
+def _gather_fields(words: np.ndarray, heads: np.ndarray, counts: np.ndarray, arcs: np.ndarray, start: int,
+                   lay: _Layout, where: str) -> KaldiFst:
+    """Every field of every state and arc found by :func:`_scan`, gathered from ``words`` at once."""
+    cw = lay.cost_words
+    ilabel, olabel = words[arcs], words[arcs + 1]
+    graph, acoustic = _costs(words, arcs + 2, cw), _costs(words, arcs + 2 + cw, cw)
+    if lay.compact:
+        frames = words[arcs + lay.count_at].astype(np.int64)
+        if len(frames) and frames.min() < 0:
+            raise ValueError(f"{where}: negative transition-id count {int(frames.min())} in an arc")
+        dst = words[arcs + lay.count_at + 1 + frames]
+        if (ilabel != olabel).any():
             raise ValueError(f"{where}: compact lattice arc with ilabel != olabel")
-        word, frames = il, n
-    fst = KaldiFst(start, num_states, np.asarray(src, np.int64), np.asarray(dst).astype(np.int64),
-                   np.asarray(word).astype(np.int64), np.asarray(graph).astype(np.float64),
-                   np.asarray(acoustic).astype(np.float64), np.asarray(frames).astype(np.int64), finals)
+    else:
+        frames = (ilabel != 0).astype(np.int64)
+        dst = words[arcs + lay.count_at]
+    num_states = len(heads)
+    final_g, final_a = _costs(words, heads, cw), _costs(words, heads + cw, cw)
+    final = np.flatnonzero(~((final_g == np.inf) & (final_a == np.inf)))
+    finals = {int(s): (float(final_g[s]), float(final_a[s])) for s in final.tolist()}
+    fst = KaldiFst(start, num_states, np.repeat(np.arange(num_states, dtype=np.int64), counts),
+                   dst.astype(np.int64), olabel.astype(np.int64), graph, acoustic, frames, finals)
     if len(fst.dst) and (fst.dst.min() < 0 or fst.dst.max() >= num_states):
         raise ValueError(f"{where}: an arc goes to a state outside 0..{num_states - 1}")
     if len(fst.word) and fst.word.min() < 0:
         raise ValueError(f"{where}: negative word id {int(fst.word.min())}")
-    return (fst if compact else merge_chains(fst)), cur.pos
+    return fst
 
 
-def _gather(buf: np.ndarray, at: np.ndarray, dtype: str) -> np.ndarray:
-    """The ``dtype`` values stored at byte offsets ``at`` of ``buf`` (any alignment)."""
-    width = np.dtype(dtype).itemsize
-    if not len(at):
-        return np.zeros(0, dtype=dtype)
-    return buf[at[:, None] + np.arange(width)].view(dtype).reshape(-1)
+def _costs(words: np.ndarray, at: np.ndarray, cost_words: int) -> np.ndarray:
+    """float64 costs stored at word positions ``at`` (float32 in one word, or float64 in two)."""
+    with np.errstate(invalid="ignore"):  # a signalling NaN in a corrupt file stays a NaN, quietly
+        if cost_words == 1:
+            return words[at].view("<f4").astype(np.float64)
+        return np.ascontiguousarray(words[at[:, None] + np.arange(2)]).view("<f8").reshape(-1).astype(np.float64)
 
 
 def merge_chains(fst: KaldiFst) -> KaldiFst:
@@ -243,7 +342,11 @@ def merge_chains(fst: KaldiFst) -> KaldiFst:
 
 def state_frames(num_states: int, start: int, src: np.ndarray, dst: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Frame index at which each state is reached (its time), propagated from ``start`` = 0 along
-    the arcs in topological order (the latest arrival where paths disagree); ``-1`` unreached.
+    the arcs in topological order (Kahn's algorithm: a state is passed on once every arc into it
+    has come; the latest arrival where paths disagree); ``-1`` unreached.
+
+    One pass over the arcs, state by state: a lattice of a few hundred arcs has tens of
+    topological layers, and a vectorised step per layer cost 8 times as much (bench/RESULTS.md 7.17).
 
     Args:
         num_states: states ``0..num_states-1``; the arcs must form a DAG.
@@ -252,16 +355,24 @@ def state_frames(num_states: int, start: int, src: np.ndarray, dst: np.ndarray, 
     Returns:
         int64 ``[num_states]``.
     """
-    from lattices.validate import arcs_by_layer, node_layers
-
-    roots = np.zeros(num_states, dtype=bool)
-    roots[start] = True
-    layer = node_layers(num_states, roots, src, dst)
-    t = np.full(num_states, -1, dtype=np.int64)
+    order = np.argsort(src, kind="stable")
+    splits = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=num_states))]).tolist()
+    dst_l, frames_l = dst[order].tolist(), frames[order].tolist()
+    waiting = np.bincount(dst, minlength=num_states).tolist()  # arcs into each state not yet come
+    t = [-1] * num_states
     t[start] = 0
-    for arcs in arcs_by_layer(layer[src]):  # a source's time is final once every earlier layer is done
-        np.maximum.at(t, dst[arcs], t[src[arcs]] + frames[arcs])
-    return t
+    ready = [start] if waiting[start] == 0 else []
+    while ready:
+        s = ready.pop()
+        ts = t[s]
+        for a in range(splits[s], splits[s + 1]):
+            d = dst_l[a]
+            if ts + frames_l[a] > t[d]:
+                t[d] = ts + frames_l[a]
+            waiting[d] -= 1
+            if not waiting[d]:
+                ready.append(d)
+    return np.asarray(t, dtype=np.int64)
 
 
 def add_frame_times(lat: ArcList, frames: np.ndarray, frame_seconds: float) -> ArcList:

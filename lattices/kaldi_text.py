@@ -16,6 +16,7 @@ One lattice per block::
   their number is each arc's frame count, which gives word times (``frame_seconds`` per frame:
   frame shift x frame-subsampling factor) when the lattice has any.
 """
+import itertools
 from operator import itemgetter
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -232,18 +233,27 @@ def iter_kaldi_text(data: Union[bytes, Iterable[bytes]], source: str, id2word: D
 def _whole_blocks(pieces: Iterable[bytes], chunk_bytes: int) -> Iterator[bytes]:
     """``pieces`` joined and cut again into chunks of at least ``chunk_bytes`` (but the last) that
     end just after a blank line (``\\n\\n``), so that no lattice is split between two chunks.
-    Each byte is copied about once, whatever the sizes of the pieces."""
-    buf, pos = b"", 0
-    for piece in pieces:
-        buf, pos = buf[pos:] + piece, 0
+    Pieces are joined only once there is enough for a chunk (and, when no blank line follows it
+    yet, twice as much), so each byte is copied a bounded number of times whatever their sizes."""
+    held: List[bytes] = []
+    size, need = 0, chunk_bytes + 1
+    for piece in itertools.chain(pieces, [None]):
+        if piece is not None:
+            held.append(piece)
+            size += len(piece)
+            if size < need:
+                continue
+        buf, pos = b"".join(held), 0
         while len(buf) - pos > chunk_bytes:
             end = buf.find(b"\n\n", pos + chunk_bytes)
             if end < 0:
                 break
             yield buf[pos:end + 2]
             pos = end + 2
-    if pos < len(buf):
-        yield buf[pos:]
+        held, size = [buf[pos:]], len(buf) - pos
+        need = chunk_bytes + 1 if size <= chunk_bytes else 2 * size
+    if size:
+        yield held[0]
 
 
 def _blank_unkept(text: str, keep: Callable[[str], bool]) -> str:

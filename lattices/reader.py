@@ -31,13 +31,13 @@ from lattices.fsa_build import ArcList, Failure, build_batch, split_failures
 from lattices.k2_format import k2_dict_to_arclists, load_k2_dict, looks_like_k2
 from lattices.kaldi_archive import (Keep, is_rspecifier, iter_kaldi, iter_kaldi_archive, looks_like_kaldi_binary,
                                     rspecifier_missing, rspecifier_target, word_lookup)
-from lattices.kaldi_text import iter_kaldi_text, looks_like_kaldi_text
+from lattices.kaldi_text import looks_like_kaldi_text
 from lattices.lattice_batch import LatticeBatch
 from lattices.normalize import NormalizationRules, normalize_word
 from lattices.slf import looks_like_slf, parse_slf, utt_id_from_path
 from lattices.symbols import copy_symbols, load_symbols
 from lattices.textio import looks_binary
-from models.files import open_bytes, read_bytes
+from models.files import READ_BYTES, iter_pieces, open_bytes, read_bytes
 
 FORMATS = ("auto", "k2", "slf", "kaldi")
 _SKIP_NAMES = {"words.txt", "words.txt.gz", "ref.txt", "hyp.txt"}
@@ -47,7 +47,7 @@ __all__ = ["Failure", "NoWordTableWarning", "read_lattices", "iter_lattice_batch
            "DEFAULT_BATCH_ARCS", "shard_of"]
 
 # Bytes read at a time from a lattice file (its head also decides its format).
-_READ_BYTES = 1 << 20
+_READ_BYTES = READ_BYTES
 
 # Input arcs per batch of a streamed job: measured fastest on the 100 LibriSpeech lattices (11 % less
 # time than 20,000 for 10 % more memory; larger batches gain nothing more; bench/RESULTS.md §7.7).
@@ -176,8 +176,8 @@ def _iter_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tab
     """The lattices of one file (or Kaldi rspecifier) as they are parsed, each tagged with its
     format in ``header["format"]``, and the failures of the file and of its lattices.
 
-    A Kaldi text archive is parsed as it is read, so it is never held whole; the other formats
-    are read whole first (a binary entry is found by reading through the ones before it).
+    A Kaldi archive (a file, a pipe or stdin; binary or text) is parsed as it is read, so it is
+    never held whole; a k2 or SLF file is read whole first.
     ``keep(utterance id)`` picks the lattices to parse (and whose failures to report); the
     failures of the file as a whole (unreadable, not a lattice file) are reported only with
     ``file_failures``. An SLF file is one utterance, named after the file: its failures are its
@@ -192,16 +192,16 @@ def _iter_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tab
                 f = "kaldi"
                 items = iter_kaldi(path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
             else:
-                stream = stack.enter_context(open_bytes(path))
-                head = stream.read(_READ_BYTES)
+                pieces = iter_pieces(stack.enter_context(open_bytes(path)), path, _READ_BYTES)
+                head = next(pieces, b"")
                 f = detect_format(path, head) if fmt == "auto" else fmt
                 if f == "slf":
                     if keep is not None and not keep(utt_id_from_path(path)):
                         return
                     file_failures = True  # the file is the utterance, and this one is kept
-                if f == "kaldi" and not looks_like_kaldi_binary(head):  # a text archive: parsed as it is read
-                    pieces = itertools.chain([head], iter(lambda: stream.read(_READ_BYTES), b""))
-                    items = iter_kaldi_text(pieces, path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
+                if f == "kaldi":  # an archive: parsed as it is read
+                    items = iter_kaldi_archive(itertools.chain([head], pieces), path,
+                                               _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
                 else:  # the head is the file when it is short; else read again whole (head + rest would hold it twice)
                     stack.close()
                     data = head if len(head) < _READ_BYTES else read_bytes(path)
@@ -219,13 +219,11 @@ def _iter_file(path: str, fmt: str, symbols: Optional[k2.SymbolTable], kaldi_tab
 
 def _iter_whole(path: str, data: bytes, f: str, symbols: Optional[k2.SymbolTable], kaldi_tables: dict,
                 frame_seconds: float, keep: Keep) -> Iterator[Union[ArcList, Failure]]:
-    """The lattices of a whole file's bytes in format ``f``: a k2 file, a binary Kaldi archive, or
-    an SLF file (whose utterance the caller keeps)."""
+    """The lattices of a whole file's bytes in format ``f``: a k2 file, or an SLF file (whose
+    utterance the caller keeps)."""
     if f == "k2":
         lattices, _ = k2_dict_to_arclists(load_k2_dict(path), path, symbols)
         return iter([lat for lat in lattices if keep is None or keep(lat.utt_id)])
-    if f == "kaldi":
-        return iter_kaldi_archive(data, path, _kaldi_words(path, symbols, kaldi_tables), frame_seconds, keep)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -297,8 +295,8 @@ def iter_lattice_batches(
 
     A batch is yielded as soon as the lattices parsed so far hold at least ``batch_arcs`` arcs
     (a single larger lattice is a batch of its own), so memory holds one batch: a Kaldi archive's
-    lattices are parsed as they are batched, not all at once, and a text archive is read a few MB
-    at a time (a binary archive, SLF or k2 file is read whole, one file at a time).
+    lattices are parsed as they are batched, not all at once, and read from the file (or pipe)
+    as they are parsed (an SLF or k2 file is read whole, one file at a time).
     Without ``words`` the symbol table grows as new words appear: a word keeps its id for the
     whole job (outputs of different batches agree), and a batch that brings new words gets a new
     table object, so a table already handed out is never changed while the next batch is read.

@@ -8,12 +8,17 @@ sees a half-written or not-yet-durable file.
 import contextlib
 import gzip
 import io
+import itertools
 import os
 import tempfile
 import zlib
-from typing import IO, Dict, Iterator, List
+from typing import IO, Dict, Iterable, Iterator, List
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+# Bytes read from a file at a time when it is streamed (lattice archives: memory holds about this
+# much beyond the lattices being parsed).
+READ_BYTES = 1 << 20
 
 
 def is_gzip(path: str) -> bool:
@@ -52,15 +57,104 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def un_gzip(data: bytes, name: str) -> bytes:
-    """``data`` un-gzipped when it starts with the gzip magic bytes, else unchanged
-    (``ValueError`` naming ``name`` for a corrupt gzip stream)."""
-    if data[:2] != GZIP_MAGIC:
-        return data
+def iter_pieces(stream: IO[bytes], name: str, size: int = READ_BYTES, ready: bool = False) -> Iterator[bytes]:
+    """``stream``'s bytes, ``size`` at a time (the last piece may be shorter), or with ``ready``
+    (for a pipe) up to ``size`` bytes of what has arrived, as soon as something has.
+
+    Raises:
+        ValueError: naming ``name`` when a read fails (e.g. corrupt gzip data).
+    """
+    read = stream.read1 if ready else stream.read  # type: ignore[attr-defined]
     try:
-        return gzip.decompress(data)
+        while True:
+            piece = read(size)
+            if not piece:
+                return
+            yield piece
     except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{name}: cannot read: {e}") from e
+
+
+def gunzip_pieces(pieces: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """``pieces`` un-gzipped as they come when they start with the gzip magic bytes (members one
+    after another, as ``cat a.gz b.gz`` gives, are all read; zero padding between them is
+    skipped, as gzip does), else unchanged. No output piece is much larger than
+    :data:`READ_BYTES`, however well the data compresses.
+
+    Raises:
+        ValueError: naming ``name`` for corrupt or truncated gzip data.
+    """
+    rest = iter(pieces)
+    head = b""
+    for piece in rest:
+        head += piece
+        if len(head) >= len(GZIP_MAGIC):
+            break
+    if head[:len(GZIP_MAGIC)] != GZIP_MAGIC:
+        if head:
+            yield head
+        yield from rest
+        return
+    d, started = zlib.decompressobj(31), False
+    try:
+        for data in itertools.chain([head], rest):
+            while data:
+                if not started:  # between members: padding, or the next member's header
+                    data = data.lstrip(b"\0")
+                    started = bool(data)
+                    continue
+                out = d.decompress(data, READ_BYTES)
+                if out:
+                    yield out
+                if d.eof:
+                    data, d, started = d.unused_data, zlib.decompressobj(31), False
+                else:
+                    data = d.unconsumed_tail
+        while started and not d.eof:  # what is still buffered inside the decompressor
+            out = d.decompress(b"", READ_BYTES)
+            if not out:
+                raise ValueError(f"{name}: truncated gzip data")
+            yield out
+    except zlib.error as e:
         raise ValueError(f"{name}: corrupt gzip data: {e}") from e
+
+
+class ByteWindow:
+    """The bytes of a stream from the current item on (``data[pos:]``; ``data[0]`` is at offset
+    ``base`` of the stream), read as a parser asks for more: each :meth:`grow` at least doubles
+    what is held and drops what is before ``pos``, so memory holds about one item (and a piece)
+    however long the stream, and each byte is copied a bounded number of times.
+    """
+
+    def __init__(self, pieces: Iterable[bytes], base: int = 0) -> None:
+        self.data, self.pos, self.base, self.eof = b"", 0, base, False
+        self._rest = iter(pieces)
+
+    def grow(self) -> bool:
+        """Read more; False (nothing changes) when the stream had already ended."""
+        if self.eof:
+            return False
+        parts, got, need = [self.data[self.pos:]], 0, max(len(self.data) - self.pos, 1)
+        for piece in self._rest:
+            parts.append(piece)
+            got += len(piece)
+            if got >= need:
+                break
+        else:
+            self.eof = True
+        self.data, self.base, self.pos = b"".join(parts), self.base + self.pos, 0
+        return True
+
+    def ensure(self, n: int) -> None:
+        """Read until ``n`` bytes from ``pos`` on are held, or the stream ends."""
+        while len(self.data) - self.pos < n and self.grow():
+            pass
+
+    def rest(self) -> Iterator[bytes]:
+        """What is held from ``pos`` on, then the rest of the stream (the window is used up)."""
+        yield self.data[self.pos:]
+        self.data, self.pos = b"", 0
+        yield from self._rest
 
 
 def read_text(path: str) -> str:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lattices.kaldi_archive import IdsAsWords, kaldi_archive_bytes, read_kaldi
-from lattices.kaldi_binary import read_fst
+from lattices.kaldi_binary import read_fst, state_frames
 from lattices.nbest import hypothesis_records, nbest
 from lattices.normalize import NormalizationRules
 from lattices.reader import NoWordTableWarning, read_lattices
@@ -268,3 +270,30 @@ def test_cli_reads_binary_and_converts_both_ways(tmp_path):
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "b.ark").read_bytes()[:40].startswith(b"CVTE201703_00030_165722_1175 \xd6\xfd\xb2\x7e")
     assert (tmp_path / "words.txt").exists()
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 12), data=st.data())
+def test_state_frames_is_the_latest_arrival_in_topological_order(n, data):
+    """Against a brute force over a random DAG (states numbered in any order, some unreachable or
+    also entered from states the start does not reach): a state's time is the latest arrival over
+    the paths from the start, for the states Kahn's algorithm passes on from it."""
+    rank = data.draw(st.permutations(range(n)))  # topological position -> state id
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda p: p[0] < p[1]),
+                               max_size=30))
+    src = np.array([rank[a] for a, _ in pairs], dtype=np.int64)
+    dst = np.array([rank[b] for _, b in pairs], dtype=np.int64)
+    frames = np.array(data.draw(st.lists(st.integers(0, 9), min_size=len(pairs), max_size=len(pairs))), dtype=np.int64)
+    start = rank[data.draw(st.integers(0, n - 1))]
+    # brute force: passed = reached only through passed states (the start, if nothing enters it)
+    passed = {start} if start not in dst.tolist() else set()
+    for _ in range(n):
+        passed |= {int(d) for d in set(dst.tolist()) if all(s in passed for s in src[dst == d].tolist())}
+    expect = np.full(n, -1)
+    expect[start] = 0
+    for pos in range(n):  # topological order: every arc into a state is settled before it is used
+        s = rank[pos]
+        if s in passed:
+            for a in np.flatnonzero(src == s).tolist():
+                expect[dst[a]] = max(expect[dst[a]], expect[s] + frames[a])
+    assert state_frames(n, start, src, dst, frames).tolist() == expect.tolist()

@@ -1,6 +1,10 @@
-"""Kaldi archives read one chunk at a time, and only the lattices a shard keeps: the same lattices
-and failures (line numbers included) as parsing the whole archive at once."""
+"""Kaldi archives (files, pipes, stdin, scp entries; text or binary) read as they are parsed, and
+only the lattices a shard keeps: the same lattices and failures (line numbers and offsets
+included) as parsing the whole archive at once."""
 import contextlib
+import gzip
+import io
+import time
 import warnings
 from types import SimpleNamespace
 
@@ -140,3 +144,93 @@ def test_each_utterance_belongs_to_exactly_one_shard(n):
     assert all(len(o) == 1 for o in owners)
     counts = np.bincount([o[0] for o in owners], minlength=n)
     assert counts.min() > 0.5 * len(ids) / n  # spread about evenly
+
+
+# --- binary archives, pipes, stdin and scp entries are read as they are parsed too ---
+
+TEXT_ENTRY = b"utext\n0 1 1 1,1,\n1 0,0,\n\n"  # a text lattice inside a binary archive
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 200_000), flip=st.one_of(st.none(), st.integers(0, 200_000)),
+       piece=st.integers(1, 40_000), mixed=st.booleans(), n=st.integers(1, 3), i=st.integers(0, 2))
+def test_a_binary_archive_in_pieces_gives_what_its_bytes_give(cut, flip, piece, mixed, n, i):
+    """Any pieces of an archive (cut short or with a corrupt byte, with a text entry inside, for a
+    shard) give the same lattices and the same messages, offsets included, as its whole bytes."""
+    data = bytearray(open(LAT1, "rb").read())
+    if mixed:
+        data[29615:29615] = TEXT_ENTRY
+    if flip is not None and flip < len(data):
+        data[flip] ^= 0xA5
+    data = bytes(data[:max(cut, 1)])
+    keep = shard_of(i % n, n) if n > 1 else None
+    ids = word_lookup(None)
+    pieces = (data[k:k + piece] for k in range(0, len(data), piece))
+    _same(list(iter_kaldi_archive(pieces, LAT1, ids, keep=keep)), list(iter_kaldi_archive(data, LAT1, ids, keep=keep)))
+
+
+def _counting_reads(monkeypatch, module):
+    """Record the size of every read of a file that ``module`` opens."""
+    reads = []
+    real_open = module.open_bytes
+
+    @contextlib.contextmanager
+    def counting_open(path):
+        with real_open(path) as f:
+            def read(n=-1):
+                data = f.read(n)
+                reads.append(len(data))
+                return data
+
+            yield SimpleNamespace(read=read, seek=f.seek)
+    monkeypatch.setattr(module, "open_bytes", counting_open)
+    return reads
+
+
+def test_a_binary_archive_streams_a_batch_before_the_rest_is_read(tmp_path, monkeypatch):
+    reads = _counting_reads(monkeypatch, reader)
+    monkeypatch.setattr(reader, "_READ_BYTES", 4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        stream = iter_lattice_batches([LAT1], batch_arcs=1)
+        first, _ = next(stream)
+        assert len(first.utt_ids) == 1 and sum(reads) < 190_150 / 2  # its first lattice is 29,615 bytes
+        assert sum(len(b.utt_ids) for b, _ in stream) == 9 and sum(reads) == 190_150
+
+
+def test_an_scp_entry_reads_its_own_lattice_only(tmp_path, monkeypatch):
+    import lattices.kaldi_archive as kaldi_archive
+
+    reads = _counting_reads(monkeypatch, kaldi_archive)
+    monkeypatch.setattr(kaldi_archive, "_SCP_READ", 1024)
+    data = open(LAT1, "rb").read()
+    key = "CVTE201703_00030_165830_5107"  # the largest, 80,584..147,619
+    scp = tmp_path / "one.scp"
+    scp.write_text(f"{key} {LAT1}:{data.index(key.encode()) + len(key) + 1}\n")
+    (lat,) = iter_kaldi("scp:" + str(scp), word_lookup(None))
+    assert lat.utt_id == key and len(lat.src) == 757
+    assert 147_619 - 80_584 <= sum(reads) < 2 * (147_619 - 80_584)
+
+
+def test_a_pipe_is_read_as_the_command_runs_and_its_failure_comes_after_its_lattices():
+    ids = word_lookup(None)
+    for command in (f"cat {LAT1}", f"gzip -c {LAT1}"):
+        items = []
+        with pytest.raises(ValueError, match="exited with status 3"):
+            items.extend(iter_kaldi(f"ark:{command}; exit 3 |", ids))
+        assert [type(x) for x in items] == [ArcList] * 10  # every lattice, then the failure
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWordTableWarning)
+        batch, fails = read_lattices([f"ark:gzip -c {LAT1}; echo oops >&2; exit 3 |"], rules=NormalizationRules.raw_words())
+    assert len(batch.utt_ids) == 10 and len(fails) == 1 and fails[0].message.endswith("exited with status 3: oops")
+    began = time.monotonic()
+    stream = iter_kaldi(f"ark:cat {LAT1}; sleep 30 |", ids)
+    assert isinstance(next(stream), ArcList)  # before the command ends
+    stream.close()  # and the command is stopped, not waited for
+    assert time.monotonic() - began < 15
+
+
+def test_stdin_is_streamed_and_un_gzipped(monkeypatch):
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BufferedReader(io.BytesIO(gzip.compress(open(LAT1, "rb").read())))))
+    lats = list(iter_kaldi("ark:-", word_lookup(None)))
+    assert len(lats) == 10 and all(isinstance(x, ArcList) for x in lats)
