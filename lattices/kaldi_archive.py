@@ -91,20 +91,20 @@ def looks_like_kaldi_binary(data: bytes) -> bool:
     return space > 0 and not any(c in data[:space] for c in b"\n\t\r") and data[space + 1:space + 5] == MAGIC_BYTES
 
 
-def input_pieces(target: str) -> Iterator[bytes]:
+def input_pieces(target: str, name: str) -> Iterator[bytes]:
     """The bytes of a path, ``-`` (stdin) or a ``CMD |`` pipe, un-gzipped when they are gzip, a
     piece at a time as they are read (a command's failure is a ``ValueError`` once its output
-    has been read)."""
+    has been read); messages start with ``name`` (e.g. the rspecifier)."""
     if target == "-":
-        yield from gunzip_pieces(iter_pieces(sys.stdin.buffer, "stdin", ready=True), "stdin")
+        yield from gunzip_pieces(iter_pieces(sys.stdin.buffer, name, ready=True), name)
     elif target.endswith("|"):
-        yield from _command_output(target)
+        yield from _command_output(target, name)
     else:
         with open_bytes(target) as f:
-            yield from iter_pieces(f, target)
+            yield from iter_pieces(f, name)
 
 
-def _command_output(target: str) -> Iterator[bytes]:
+def _command_output(target: str, name: str) -> Iterator[bytes]:
     """The output of the command of a ``CMD |`` rspecifier as it runs (killed if the reader stops
     early); ``ValueError`` with its last line of stderr if it exits with an error."""
     cmd = target[:-1].strip()
@@ -112,11 +112,11 @@ def _command_output(target: str) -> Iterator[bytes]:
         try:
             proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=err)
         except OSError as e:
-            raise ValueError(f"{target!r}: cannot run the command: {e}") from e
+            raise ValueError(f"{name}: cannot run the command: {e}") from e
         assert proc.stdout is not None
         finished = False
         try:
-            yield from gunzip_pieces(iter_pieces(proc.stdout, target, ready=True), target)
+            yield from gunzip_pieces(iter_pieces(proc.stdout, name, ready=True), name)
             finished = True
         finally:
             proc.stdout.close()
@@ -126,7 +126,7 @@ def _command_output(target: str) -> Iterator[bytes]:
         if status != 0:
             err.seek(0)
             lines = err.read().decode("utf-8", "replace").strip().splitlines()
-            raise ValueError(f"{target!r}: the command exited with status {status}" + (f": {lines[-1]}" if lines else ""))
+            raise ValueError(f"{name}: the command exited with status {status}" + (f": {lines[-1]}" if lines else ""))
 
 
 def read_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01) -> Tuple[List[ArcList], List[Failure]]:
@@ -151,7 +151,7 @@ def iter_kaldi(spec: str, id2word: Dict[int, str], frame_seconds: float = 0.01, 
     kind, target = rspecifier_target(spec) if is_rspecifier(spec) else ("ark", spec)
     if kind == "scp":
         return _iter_scp(target, id2word, frame_seconds, keep)
-    return iter_kaldi_archive(input_pieces(target), spec, id2word, frame_seconds, keep)
+    return iter_kaldi_archive(input_pieces(target, spec), spec, id2word, frame_seconds, keep)
 
 
 def iter_kaldi_archive(data: Union[bytes, Iterable[bytes]], source: str, id2word: Dict[int, str],
@@ -171,6 +171,7 @@ def iter_kaldi_archive(data: Union[bytes, Iterable[bytes]], source: str, id2word
         pass
     if not looks_like_kaldi_binary(window.data):  # a text archive: the vectorised text reader, chunk by chunk
         yield from iter_kaldi_text(window.rest(), source, id2word, frame_seconds, keep)
+        window.finish()
         return
     seen: set = set()
     entries = 0
@@ -202,6 +203,7 @@ def iter_kaldi_archive(data: Union[bytes, Iterable[bytes]], source: str, id2word
             continue
         seen.add(key)
         yield lat
+    window.finish()  # a stream that failed after its last whole lattice (e.g. a command's exit status)
     if not entries:
         yield Failure(source, f"{source}: empty Kaldi lattice archive")
 

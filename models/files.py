@@ -12,7 +12,7 @@ import itertools
 import os
 import tempfile
 import zlib
-from typing import IO, Dict, Iterable, Iterator, List
+from typing import IO, Dict, Iterable, Iterator, List, Optional
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -124,24 +124,37 @@ class ByteWindow:
     ``base`` of the stream), read as a parser asks for more: each :meth:`grow` at least doubles
     what is held and drops what is before ``pos``, so memory holds about one item (and a piece)
     however long the stream, and each byte is copied a bounded number of times.
+
+    A stream that fails (its pieces raise ``ValueError``, e.g. a command that exits with an
+    error) ends there: what came before the failure is still held and parsed, and the error is
+    raised when the parser asks for more after it, or by :meth:`finish`.
     """
 
     def __init__(self, pieces: Iterable[bytes], base: int = 0) -> None:
         self.data, self.pos, self.base, self.eof = b"", 0, base, False
         self._rest = iter(pieces)
+        self._error: Optional[ValueError] = None
 
     def grow(self) -> bool:
-        """Read more; False (nothing changes) when the stream had already ended."""
+        """Read more; False (nothing changes) when the stream had already ended.
+
+        Raises:
+            ValueError: the stream's failure, once everything before it has been held.
+        """
+        self.finish()
         if self.eof:
             return False
         parts, got, need = [self.data[self.pos:]], 0, max(len(self.data) - self.pos, 1)
-        for piece in self._rest:
-            parts.append(piece)
-            got += len(piece)
-            if got >= need:
-                break
-        else:
-            self.eof = True
+        try:
+            for piece in self._rest:
+                parts.append(piece)
+                got += len(piece)
+                if got >= need:
+                    break
+            else:
+                self.eof = True
+        except ValueError as e:
+            self.eof, self._error = True, e
         self.data, self.base, self.pos = b"".join(parts), self.base + self.pos, 0
         return True
 
@@ -150,11 +163,24 @@ class ByteWindow:
         while len(self.data) - self.pos < n and self.grow():
             pass
 
+    def finish(self) -> None:
+        """Raise the stream's failure, if it failed (once)."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
     def rest(self) -> Iterator[bytes]:
-        """What is held from ``pos`` on, then the rest of the stream (the window is used up)."""
+        """What is held from ``pos`` on, then the rest of the stream (the window is used up; a
+        failure of the stream ends it, to be raised by :meth:`finish`)."""
         yield self.data[self.pos:]
         self.data, self.pos = b"", 0
-        yield from self._rest
+        if self.eof:
+            return
+        try:
+            yield from self._rest
+        except ValueError as e:
+            self._error = e
+        self.eof = True
 
 
 def read_text(path: str) -> str:

@@ -234,3 +234,30 @@ def test_stdin_is_streamed_and_un_gzipped(monkeypatch):
     monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BufferedReader(io.BytesIO(gzip.compress(open(LAT1, "rb").read())))))
     lats = list(iter_kaldi("ark:-", word_lookup(None)))
     assert len(lats) == 10 and all(isinstance(x, ArcList) for x in lats)
+
+
+@settings(max_examples=40, deadline=None)
+@given(piece=st.integers(1, 60_000), text=st.booleans(), cut=st.sampled_from([0, 100]))
+def test_a_stream_that_fails_still_gives_every_lattice_it_delivered(piece, text, cut):
+    """Pieces that end with a failure (a command's exit status): every lattice whole before it
+    comes first, then the failure, whatever the pieces (the last ones were once dropped)."""
+    data = open(LAT1, "rb").read()
+    ids = word_lookup(None)
+    if text:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoWordTableWarning)
+            batch, _ = read_lattices([LAT1], rules=NormalizationRules.raw_words())
+        data = kaldi_archive_bytes(batch, binary=False)
+        ids = {i: batch.symbols.get(i) for i in range(1, len(batch.symbols))}
+    data = data[:len(data) - cut]  # whole, or the last lattice cut short
+
+    def pieces():
+        yield from (data[k:k + piece] for k in range(0, len(data), piece))
+        raise ValueError("cmd |: the command exited with status 3")
+
+    items = []
+    with pytest.raises(ValueError, match="exited with status 3"):
+        items.extend(iter_kaldi_archive(pieces(), "cmd |", ids))
+    expect = list(iter_kaldi_archive(data, "cmd |", ids))
+    _same(items, expect)
+    assert sum(isinstance(x, ArcList) for x in items) == (10 if not cut else 9)
