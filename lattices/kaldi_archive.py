@@ -32,7 +32,7 @@ import k2
 import numpy as np
 
 from lattices.fsa_build import ArcList, Failure, split_failures
-from lattices.kaldi_binary import MAGIC_BYTES, KaldiFst, Truncated, add_frame_times, format_fst, read_fst
+from lattices.kaldi_binary import MAGIC_BYTES, MAX_LATTICE_BYTES, KaldiFst, Truncated, add_frame_times, format_fst, read_fst
 from lattices.kaldi_text import Keep, final_arcs, format_kaldi_text, iter_kaldi_text, parse_text_lattice
 from lattices.lattice_batch import LatticeBatch
 from models.files import ByteWindow, gunzip_pieces, iter_pieces, open_bytes, read_bytes
@@ -166,7 +166,7 @@ def iter_kaldi_archive(data: Union[bytes, Iterable[bytes]], source: str, id2word
         keep: ``keep(utterance id)`` picks the lattices to parse; the others are skipped (a
             binary one is still scanned to find the next).
     """
-    window = ByteWindow([data] if isinstance(data, bytes) else data)
+    window = ByteWindow.whole(data) if isinstance(data, bytes) else ByteWindow(data)
     while not _can_sniff(window.data) and window.grow():
         pass
     if not looks_like_kaldi_binary(window.data):  # a text archive: the vectorised text reader, chunk by chunk
@@ -248,6 +248,9 @@ def read_entry(window: ByteWindow, obj: int, key: str, source: str, id2word: Dic
             window.pos = skip_object(window.data, at, f"{source}:{key}", window.base, eof)
             return None
         except Truncated:  # only before the end of the stream: read more and parse it again
+            if len(window.data) - at > MAX_LATTICE_BYTES:  # corrupt sizes must not read the whole stream in
+                raise ObjectError(f"{source}:{key}: a lattice of more than {MAX_LATTICE_BYTES >> 20} MiB "
+                                  "(or a corrupt size in it)", None) from None
             window.grow()
 
 

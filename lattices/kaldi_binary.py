@@ -44,6 +44,10 @@ ARC_TYPES = {  # arc type -> (compact, float dtype)
 _HAS_SYMBOLS = 0x3  # FstHeader flags: input / output symbol tables follow the header
 _PROPERTIES = 0x3  # kExpanded | kMutable: what every VectorFst is; OpenFst computes the rest
 _MAX_STRING = 256  # type names are short; a longer "string" means the bytes are not an FST header
+# The most bytes one lattice may take when it is read from a stream (a binary lattice of ~40M arcs):
+# a corrupt count (or a text block without its blank line) stops there, instead of reading the
+# rest of the stream into memory.
+MAX_LATTICE_BYTES = 1 << 30
 
 
 @dataclass
@@ -152,7 +156,8 @@ def read_fst(data: bytes, pos: int, where: str, base: int = 0, more: bool = Fals
         raise ValueError(f"{where}: empty lattice (no states)")
     if not 0 <= start < num_states:
         raise ValueError(f"{where}: start state {start} is not one of the {num_states} states")
-    if more and 0 <= num_arcs and cur.left() < 4 * (num_states * layout.state_words + num_arcs * layout.arc_words):
+    least = 4 * (num_states * layout.state_words + num_arcs * layout.arc_words)  # the header's counts: a hint
+    if more and cur.left() < least <= MAX_LATTICE_BYTES:
         raise Truncated(f"{where}: the data ends before the lattice's {num_states} states and {num_arcs} arcs")
     heads, counts, arcs, end = _scan(data, cur.pos, num_states, layout, where, base)
     words = np.frombuffer(data, dtype="<i4", count=end, offset=cur.pos)

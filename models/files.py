@@ -135,6 +135,13 @@ class ByteWindow:
         self._rest = iter(pieces)
         self._error: Optional[ValueError] = None
 
+    @classmethod
+    def whole(cls, data: bytes) -> "ByteWindow":
+        """A window that holds the whole stream already (and knows it)."""
+        window = cls([])
+        window.data, window.eof = data, True
+        return window
+
     def grow(self) -> bool:
         """Read more; False (nothing changes) when the stream had already ended.
 

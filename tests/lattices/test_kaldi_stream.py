@@ -4,6 +4,7 @@ included) as parsing the whole archive at once."""
 import contextlib
 import gzip
 import io
+import struct
 import time
 import warnings
 from types import SimpleNamespace
@@ -261,3 +262,28 @@ def test_a_stream_that_fails_still_gives_every_lattice_it_delivered(piece, text,
     expect = list(iter_kaldi_archive(data, "cmd |", ids))
     _same(items, expect)
     assert sum(isinstance(x, ArcList) for x in items) == (10 if not cut else 9)
+
+
+def test_a_corrupt_size_does_not_read_the_rest_of_the_stream_in(monkeypatch):
+    import lattices.kaldi_archive as kaldi_archive
+
+    monkeypatch.setattr(kaldi_archive, "MAX_LATTICE_BYTES", 50_000)
+    data = bytearray(open(LAT1, "rb").read())
+    head = data.index(b"CVTE201703_00030_165754_5069") + 29 + 4 + 4 + 6 + 4 + 16 + 4 + 4 + 8 + 8  # its number of states
+    data[head + 8:head + 16] = struct.pack("<q", 10**9)  # the header's arc count: only a hint, so no harm
+    (tids,) = struct.unpack_from("<i", data, head + 16 + 8)  # state 0: costs, transition ids, arc count
+    data[head + 16 + 12 + 4 * tids:head + 16 + 20 + 4 * tids] = struct.pack("<q", 10**9)  # its arcs: corrupt
+    served = []
+
+    def pieces():
+        for k in range(0, len(data), 4096):
+            served.append(k)
+            yield bytes(data[k:k + 4096])
+    items = list(iter_kaldi_archive(pieces(), "a.ark", word_lookup(None)))
+    assert [type(x) for x in items] == [ArcList, ArcList, Failure]
+    assert "more than 0 MiB" in items[-1].message and "cannot be located" in items[-1].message
+    assert len(served) * 4096 < 60_190 + 2 * 50_000 + 4096  # read up to the cap, not to the end
+    whole = list(iter_kaldi_archive(bytes(data), "a.ark", word_lookup(None)))
+    assert [type(x) for x in whole] == [ArcList, ArcList, Failure] and "cannot fit" in whole[-1].message
+    data[head + 16 + 12 + 4 * tids:head + 16 + 20 + 4 * tids] = open(LAT1, "rb").read()[head + 16 + 12 + 4 * tids:head + 16 + 20 + 4 * tids]
+    assert len([x for x in iter_kaldi_archive(pieces(), "a.ark", word_lookup(None)) if isinstance(x, ArcList)]) == 10
