@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import zlib
 from contextlib import ExitStack
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -35,7 +34,7 @@ from lattices.fsa_build import ArcList, Failure, split_failures
 from lattices.kaldi_binary import MAGIC_BYTES, MAX_LATTICE_BYTES, KaldiFst, Truncated, add_frame_times, format_fst, read_fst
 from lattices.kaldi_text import Keep, final_arcs, format_kaldi_text, iter_kaldi_text, parse_text_lattice
 from lattices.lattice_batch import LatticeBatch
-from models.files import ByteWindow, gunzip_pieces, iter_pieces, open_bytes, read_bytes
+from models.files import ByteWindow, gunzip_pieces, iter_pieces, open_bytes, read_bytes, read_errors
 
 _RSPECIFIER = re.compile(r"^(ark|scp)((?:,[a-z]+)*):(.*)$", re.S)
 _MAX_KEY = 4096
@@ -276,13 +275,19 @@ def skip_object(data: bytes, pos: int, where: str, base: int = 0, eof: bool = Tr
         ObjectError: a corrupt binary object (``end`` None: the rest cannot be located).
     """
     if data[pos:pos + 4] == MAGIC_BYTES:
-        try:
-            return read_fst(data, pos, where, base, more=not eof)[1]
-        except ValueError as e:
-            if isinstance(e, Truncated) and not eof:
-                raise
-            raise ObjectError(str(e), None) from None
+        return _read_binary(data, pos, where, base, eof)[1]
     return _text_end(data, pos, where, eof)
+
+
+def _read_binary(data: bytes, pos: int, where: str, base: int, eof: bool) -> Tuple[KaldiFst, int]:
+    """:func:`read_fst` as the object readers need it: :class:`Truncated` before the end of the
+    stream, any other failure an :class:`ObjectError` after which the rest cannot be located."""
+    try:
+        return read_fst(data, pos, where, base, more=not eof)
+    except ValueError as e:
+        if isinstance(e, Truncated) and not eof:
+            raise
+        raise ObjectError(str(e), None) from None
 
 
 def _text_end(data: bytes, pos: int, where: str, eof: bool) -> int:
@@ -311,12 +316,7 @@ def read_object(data: bytes, pos: int, key: str, source: str, id2word: Dict[int,
     """
     where = f"{source}:{key}"
     if data[pos:pos + 4] == MAGIC_BYTES:
-        try:
-            fst, end = read_fst(data, pos, where, base, more=not eof)
-        except ValueError as e:
-            if isinstance(e, Truncated) and not eof:
-                raise
-            raise ObjectError(str(e), None) from None
+        fst, end = _read_binary(data, pos, where, base, eof)
         try:
             return _arclist(fst, key, source, id2word, frame_seconds), end
         except ValueError as e:
@@ -380,7 +380,8 @@ def _iter_scp(path: str, id2word: Dict[int, str], frame_seconds: float, keep: Ke
                     stream = held.enter_context(open_bytes(file))
                     held_file = file
                 assert stream is not None
-                _seek(stream, offset, file)
+                with read_errors(file):
+                    stream.seek(offset)
                 window = ByteWindow(iter_pieces(stream, file, _SCP_READ), base=offset)
                 window.ensure(1)
                 if not window.data:
@@ -388,13 +389,6 @@ def _iter_scp(path: str, id2word: Dict[int, str], frame_seconds: float, keep: Ke
                 yield read_entry(window, offset, key, file, id2word, frame_seconds)  # type: ignore[misc]
             except ValueError as e:
                 yield Failure(f"{path}:{key}", str(e))
-
-
-def _seek(stream: IO[bytes], offset: int, file: str) -> None:
-    try:
-        stream.seek(offset)
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{file}: cannot read: {e}") from e
 
 
 def kaldi_archive_bytes(batch: LatticeBatch, binary: bool = True) -> bytes:

@@ -190,7 +190,8 @@ class _Layout:
         return self.weight_words + 3
 
     @property
-    def count_at(self) -> int:  # an arc's transition-id count
+    def after_costs(self) -> int:
+        """An arc's word after its costs: its transition-id count (compact), or its nextstate."""
         return 2 + 2 * self.cost_words
 
 
@@ -211,7 +212,7 @@ def _scan(data: bytes, body: int, num_states: int, lay: _Layout, where: str,
     firsts: List[int] = []  # fixed-size arcs: where each state's arcs start
     offs: List[int] = []  # variable-size arcs: where each arc starts
     add = offs.append
-    step, at_n = lay.arc_words, lay.count_at
+    step, at_n = lay.arc_words, lay.after_costs
     j, s = 0, 0
     try:
         for s in range(num_states):
@@ -253,13 +254,17 @@ def _scan(data: bytes, body: int, num_states: int, lay: _Layout, where: str,
 
 
 def _check_counts(data: bytes, body: int, arcs: List[int], at_n: int, where: str) -> None:
-    """``ValueError`` if an arc at word position ``arcs`` (from ``data[body]``) that lies inside
-    ``data`` has a negative transition-id count."""
+    """:func:`_no_negative_count` of the arcs at word positions ``arcs`` (from ``data[body]``) whose
+    count lies inside ``data``."""
     words = np.frombuffer(data, dtype="<i4", count=(len(data) - body) // 4, offset=body)
     at = np.asarray(arcs, dtype=np.int64) + at_n
-    count = words[at[(at >= 0) & (at < len(words))]]
-    if (count < 0).any():
-        raise ValueError(f"{where}: negative transition-id count {int(count[count < 0][0])} in an arc")
+    _no_negative_count(words[at[(at >= 0) & (at < len(words))]], where)
+
+
+def _no_negative_count(counts: np.ndarray, where: str) -> None:
+    """``ValueError`` naming the first negative transition-id count of ``counts``."""
+    if len(counts) and counts.min() < 0:
+        raise ValueError(f"{where}: negative transition-id count {int(counts[counts < 0][0])} in an arc")
 
 
 def _words(data: bytes, pos: int):
@@ -277,15 +282,14 @@ def _gather_fields(words: np.ndarray, heads: np.ndarray, counts: np.ndarray, arc
     ilabel, olabel = words[arcs], words[arcs + 1]
     graph, acoustic = _costs(words, arcs + 2, cw), _costs(words, arcs + 2 + cw, cw)
     if lay.compact:
-        frames = words[arcs + lay.count_at].astype(np.int64)
-        if len(frames) and frames.min() < 0:
-            raise ValueError(f"{where}: negative transition-id count {int(frames.min())} in an arc")
-        dst = words[arcs + lay.count_at + 1 + frames]
+        frames = words[arcs + lay.after_costs].astype(np.int64)
+        _no_negative_count(frames, where)
+        dst = words[arcs + lay.after_costs + 1 + frames]
         if (ilabel != olabel).any():
             raise ValueError(f"{where}: compact lattice arc with ilabel != olabel")
     else:
         frames = (ilabel != 0).astype(np.int64)
-        dst = words[arcs + lay.count_at]
+        dst = words[arcs + lay.after_costs]
     num_states = len(heads)
     final_g, final_a = _costs(words, heads, cw), _costs(words, heads + cw, cw)
     final = np.flatnonzero(~((final_g == np.inf) & (final_a == np.inf)))

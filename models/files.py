@@ -28,17 +28,23 @@ def is_gzip(path: str) -> bool:
 
 
 @contextlib.contextmanager
+def read_errors(name: str) -> Iterator[None]:
+    """Turn what reading a (possibly gzipped) file raises into a ``ValueError`` naming ``name``."""
+    try:
+        yield
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{name}: cannot read: {e}") from e
+
+
+@contextlib.contextmanager
 def open_bytes(path: str) -> Iterator[IO[bytes]]:
     """Open ``path`` for streaming binary reading, un-gzipping it if its content is gzip.
 
     Raises:
         ValueError: naming ``path`` when it cannot be read or is a corrupt gzip stream.
     """
-    try:
-        with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as f:
-            yield f  # type: ignore[misc]
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path}: cannot read: {e}") from e
+    with read_errors(path), (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as f:
+        yield f  # type: ignore[misc]
 
 
 @contextlib.contextmanager
@@ -65,14 +71,12 @@ def iter_pieces(stream: IO[bytes], name: str, size: int = READ_BYTES, ready: boo
         ValueError: naming ``name`` when a read fails (e.g. corrupt gzip data).
     """
     read = stream.read1 if ready else stream.read  # type: ignore[attr-defined]
-    try:
+    with read_errors(name):
         while True:
             piece = read(size)
             if not piece:
                 return
             yield piece
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{name}: cannot read: {e}") from e
 
 
 def gunzip_pieces(pieces: Iterable[bytes], name: str) -> Iterator[bytes]:
